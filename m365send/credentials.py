@@ -1,0 +1,94 @@
+"""The app registration's credential (client secret or certificate), read through a ``SecretSource``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from m365send.certificates import load_pfx
+from m365send.errors import CredentialError
+from m365send.keyvault import Secret, SecretSource
+
+__all__ = ["AppCredential", "AppCredentialSource", "VaultCertificate", "VaultClientSecret"]
+
+
+@dataclass(frozen=True)
+class AppCredential:
+    """What msal needs to authenticate the app; ``version`` changes when the secret is rotated."""
+
+    version: str
+    kind: str
+    msal_credential: str | dict[str, str] = field(repr=False)
+
+
+class AppCredentialSource(Protocol):
+    """Supplies the current credential and re-reads it on demand (after Entra rejected it)."""
+
+    def current(self) -> AppCredential:
+        """The credential to use now, possibly cached."""
+        ...
+
+    def reread(self) -> AppCredential:
+        """Bypass any cache and read the credential again."""
+        ...
+
+
+def _non_empty(secret: Secret, seed_property: str) -> str:
+    if not secret.value:
+        raise CredentialError(
+            f"Key Vault secret '{secret.name}' ({seed_property}) is empty", exception="PropertyEmptyException"
+        )
+    return secret.value
+
+
+class VaultClientSecret:
+    """A client secret kept as a Key Vault secret (``M365_CLIENT_SECRET_NAME``)."""
+
+    def __init__(self, *, secrets: SecretSource, name: str) -> None:
+        self._secrets = secrets
+        self._name = name
+
+    def current(self) -> AppCredential:
+        """The secret's current version."""
+        secret = self._secrets.get(self._name)
+        return AppCredential(
+            version=f"secret:{secret.version}", kind="client secret", msal_credential=_non_empty(secret, "ClientSecret")
+        )
+
+    def reread(self) -> AppCredential:
+        """Forget the cached secret and read it again."""
+        self._secrets.invalidate(self._name)
+        return self.current()
+
+
+class VaultCertificate:
+    """A PFX kept in Key Vault (``M365_CERTIFICATE_NAME``), with an optional password secret."""
+
+    def __init__(self, *, secrets: SecretSource, name: str, password_name: str | None) -> None:
+        self._secrets = secrets
+        self._name = name
+        self._password_name = password_name
+        self._parsed: tuple[str, AppCredential] | None = None
+
+    def current(self) -> AppCredential:
+        """The certificate's current version, parsed once per version."""
+        pfx = self._secrets.get(self._name)
+        password = None
+        version = f"certificate:{pfx.version}"
+        if self._password_name:
+            password_secret = self._secrets.get(self._password_name)
+            password = _non_empty(password_secret, "CertificatePassword")
+            version += f"+{password_secret.version}"
+        if self._parsed and self._parsed[0] == version:
+            return self._parsed[1]
+        certificate = load_pfx(_non_empty(pfx, "CertificatePath"), password, name=self._name)
+        credential = AppCredential(version=version, kind="certificate", msal_credential=certificate.msal_credential())
+        self._parsed = (version, credential)
+        return credential
+
+    def reread(self) -> AppCredential:
+        """Forget the cached certificate (and password) and read them again."""
+        self._secrets.invalidate(self._name)
+        if self._password_name:
+            self._secrets.invalidate(self._password_name)
+        return self.current()

@@ -1,0 +1,193 @@
+"""The one error tree of m365send, and the table that says what each error means at the edges.
+
+::
+
+    M365SendError
+    ├── RequestInvalid            400  dead-letter  the message or request failed validation
+    ├── PayloadTooLarge           413  dead-letter  the Graph request would exceed Graph's 4 MB limit
+    ├── SenderNotAllowed          403  dead-letter  mailbox or From not in M365_ALLOWED_SENDERS
+    ├── ConfigurationInvalid      500  dead-letter  app settings missing or contradictory
+    ├── CredentialError           500  dead-letter  the app's own credential cannot be used
+    │   ├── SecretNotFound                          Key Vault has no such secret
+    │   ├── KeyVaultAccessDenied                    the worker identity may not read the secret
+    │   ├── CertificateInvalid                      not a PFX, wrong password, no private key
+    │   └── CredentialRejected                      Entra ID refused tenant, client or secret
+    ├── GraphRejected             502  dead-letter  Graph refused the request for another reason
+    │   ├── RecipientsRejected    400  dead-letter  Graph could not resolve a recipient
+    │   ├── SendAsDenied          403  dead-letter  the app may not send as this mailbox
+    │   └── MailboxNotFound       404  dead-letter  no such mailbox, or not enabled for REST
+    └── DependencyUnavailable     503  retry        Graph, Entra ID or Key Vault unreachable or throttling
+
+Every error carries ``exception``: the name the original low-code block threw for the same case
+(``PropertyNullException``, ``MsalServiceException`` ...), so its users recognise it.
+Messages never contain secrets, tokens or message bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = [
+    "CertificateInvalid",
+    "ConfigurationInvalid",
+    "CredentialError",
+    "CredentialRejected",
+    "DependencyUnavailable",
+    "Disposition",
+    "FieldProblem",
+    "GraphRejected",
+    "KeyVaultAccessDenied",
+    "M365SendError",
+    "MailboxNotFound",
+    "Outcome",
+    "PayloadTooLarge",
+    "RecipientsRejected",
+    "RequestInvalid",
+    "SecretNotFound",
+    "SendAsDenied",
+    "SenderNotAllowed",
+    "outcome_of",
+]
+
+
+class Disposition(str, Enum):
+    """What a queue trigger does with a message that failed this way."""
+
+    RETRY = "retry"
+    DEAD_LETTER = "dead-letter"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one kind of error shows at the edges: HTTP status, queue disposition, problem type."""
+
+    status: int
+    disposition: Disposition
+    slug: str
+    title: str
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with one field of a request."""
+
+    field: str
+    code: str
+    message: str
+    exception: str
+
+
+class M365SendError(Exception):
+    """Base of every error m365send raises on purpose."""
+
+    def __init__(self, detail: str, *, exception: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.exception = exception
+
+
+class RequestInvalid(M365SendError):
+    """The request or its email message failed validation; ``problems`` names each field."""
+
+    def __init__(self, problems: Sequence[FieldProblem]) -> None:
+        self.problems = tuple(problems)
+        first = self.problems[0]
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        super().__init__(f"{first.field}: {first.message}{more}", exception=first.exception)
+
+
+class PayloadTooLarge(M365SendError):
+    """The Graph request would be larger than Graph accepts in one call."""
+
+
+class SenderNotAllowed(M365SendError):
+    """The mailbox or From address is not one this deployment may send as."""
+
+
+class ConfigurationInvalid(M365SendError):
+    """App settings are missing or contradict each other; ``settings`` names them."""
+
+    def __init__(self, detail: str, *, settings: Sequence[str] = ()) -> None:
+        super().__init__(detail, exception="PropertyNullException")
+        self.settings = tuple(settings)
+
+
+class CredentialError(M365SendError):
+    """The app registration's credential could not be loaded or was refused."""
+
+
+class SecretNotFound(CredentialError):
+    """The Key Vault secret named by a setting does not exist."""
+
+
+class KeyVaultAccessDenied(CredentialError):
+    """The worker's identity is not allowed to read the secret."""
+
+
+class CertificateInvalid(CredentialError):
+    """The certificate secret is not a usable PFX (wrong password, not PKCS#12, no key)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, exception="CryptographicException")
+
+
+class CredentialRejected(CredentialError):
+    """Entra ID refused the tenant, client id, secret or certificate."""
+
+    def __init__(self, detail: str, *, aadsts: str | None = None) -> None:
+        super().__init__(detail, exception="MsalServiceException")
+        self.aadsts = aadsts
+
+
+class GraphRejected(M365SendError):
+    """Microsoft Graph refused the send; ``code`` is Graph's ``error.code``."""
+
+    def __init__(self, detail: str, *, code: str, graph_status: int) -> None:
+        super().__init__(detail, exception="ServiceException")
+        self.code = code
+        self.graph_status = graph_status
+
+
+class RecipientsRejected(GraphRejected):
+    """Graph could not resolve at least one recipient."""
+
+
+class SendAsDenied(GraphRejected):
+    """The app has no right to send as this mailbox (Mail.Send or an access policy)."""
+
+
+class MailboxNotFound(GraphRejected):
+    """The sending mailbox does not exist or has no Exchange Online mailbox."""
+
+
+class DependencyUnavailable(M365SendError):
+    """A dependency is unreachable or throttling; ``retry_after`` is a hint in seconds."""
+
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        super().__init__(detail, exception="IOException")
+        self.retry_after = retry_after
+
+
+_DL = Disposition.DEAD_LETTER
+
+# The one table: each error kind's HTTP status, queue disposition and problem type.
+OUTCOMES: dict[type[M365SendError], Outcome] = {
+    M365SendError: Outcome(500, _DL, "internal", "The email could not be sent"),
+    RequestInvalid: Outcome(400, _DL, "validation", "The email message is not valid"),
+    PayloadTooLarge: Outcome(413, _DL, "payload-too-large", "The email message is too large"),
+    SenderNotAllowed: Outcome(403, _DL, "sender-not-allowed", "Sending as this mailbox is not allowed"),
+    ConfigurationInvalid: Outcome(500, _DL, "configuration", "The service is not configured correctly"),
+    CredentialError: Outcome(500, _DL, "credential", "The service's Microsoft 365 credential cannot be used"),
+    GraphRejected: Outcome(502, _DL, "graph-rejected", "Microsoft Graph refused the email"),
+    RecipientsRejected: Outcome(400, _DL, "recipients-rejected", "Microsoft Graph refused a recipient"),
+    SendAsDenied: Outcome(403, _DL, "send-as-denied", "The app may not send as this mailbox"),
+    MailboxNotFound: Outcome(404, _DL, "mailbox-not-found", "The sending mailbox was not found"),
+    DependencyUnavailable: Outcome(503, Disposition.RETRY, "dependency-unavailable", "A dependency is unavailable; try again later"),
+}
+
+
+def outcome_of(error: M365SendError) -> Outcome:
+    """The table row of ``error``'s own class, or of its nearest listed ancestor."""
+    return next(OUTCOMES[cls] for cls in type(error).__mro__ if cls in OUTCOMES)

@@ -1,0 +1,350 @@
+"""The email message and send request, as pydantic v2 models, and their validation. Pure: no I/O.
+
+The JSON shape is the seed block's ``EmailMessage``: PascalCase keys (``To``, ``From`` ...),
+addresses as ``{"Name": ..., "Address": ...}``. camelCase keys, as Power Automate makers write
+them, are accepted too. Every rejection names the field in the seed's spelling and the exception
+the seed block threw for the same case.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from m365send.errors import FieldProblem, RequestInvalid
+
+__all__ = [
+    "Attachment",
+    "BodyFormat",
+    "EmailAddress",
+    "EmailMessage",
+    "Priority",
+    "SendRequest",
+    "parse_message_json",
+    "parse_send_request",
+]
+
+_CONTROL = re.compile(r"[\r\n\x00]")
+_MIME_TYPE = re.compile(r"^[A-Za-z0-9][\w!#$&^.+-]*/[\w!#$&^.+-]+$")
+
+
+def _alias(pascal: str) -> AliasChoices:
+    """Accept the seed's PascalCase key and its camelCase twin."""
+    return AliasChoices(pascal, pascal[0].lower() + pascal[1:])
+
+
+def _null(what: str = "value") -> PydanticCustomError:
+    return PydanticCustomError("property_null", "{what} must not be null", {"what": what})
+
+
+def _empty(what: str = "value") -> PydanticCustomError:
+    return PydanticCustomError("property_empty", "{what} must not be empty", {"what": what})
+
+
+def _no_control_characters(value: str) -> str:
+    # CR/LF would let a caller smuggle extra headers into the message; NUL truncates them.
+    if _CONTROL.search(value):
+        raise PydanticCustomError(
+            "header_injection", "must not contain carriage return, line feed or NUL characters"
+        )
+    return value
+
+
+class Priority(str, Enum):
+    """``EmailMessagePriority``; the value is Graph's ``importance``."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+class BodyFormat(str, Enum):
+    """``EmailMessageBodyFormat``; the value is Graph's ``body.contentType``."""
+
+    TEXT = "text"
+    HTML = "html"
+
+
+def _parse_enum(enum: type[Priority] | type[BodyFormat], seed_name: str, value: Any) -> Any:
+    """Read ``"Normal"``, ``"normal"`` or ``"EmailMessagePriority.Normal"``; null means the default."""
+    if value is None or isinstance(value, enum):
+        return value
+    choices = ", ".join(member.name.capitalize() for member in enum)
+    if isinstance(value, str):
+        name = value.strip()
+        if name.lower().startswith(seed_name.lower() + "."):
+            name = name[len(seed_name) + 1 :]
+        for member in enum:
+            if member.value == name.lower():
+                return member
+    # Numbers are rejected too: the original product's numeric values are not documented.
+    raise PydanticCustomError(
+        "argument",
+        "{value} is not a defined {enum} value; use one of {choices}",
+        {"value": json.dumps(value), "enum": seed_name, "choices": choices},
+    )
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class EmailAddress(_Model):
+    """A mailbox: ``Address`` is required and must be a valid RFC 5321 address."""
+
+    name: str | None = Field(default=None, validation_alias=_alias("Name"))
+    address: str = Field(validation_alias=_alias("Address"))
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> Any:
+        return _no_control_characters(value) if isinstance(value, str) else value
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address(cls, value: Any) -> Any:
+        if value is None:
+            raise _null("Address")
+        if not isinstance(value, str):
+            return value  # pydantic's own type error names the type
+        if value == "":
+            raise _empty("Address")
+        _no_control_characters(value)
+        try:
+            validate_email(value, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise PydanticCustomError(
+                "invalid_address",
+                "{address} is not a valid RFC 5321 email address: {reason}",
+                {"address": json.dumps(value), "reason": str(exc)},
+            ) from None
+        return value
+
+
+class Attachment(_Model):
+    """A file attached inline as base64 (Graph ``fileAttachment``)."""
+
+    name: str = Field(validation_alias=_alias("Name"))
+    content_bytes: str = Field(validation_alias=_alias("ContentBytes"))
+    content_type: str = Field(default="application/octet-stream", validation_alias=_alias("ContentType"))
+    is_inline: bool = Field(default=False, validation_alias=_alias("IsInline"))
+    content_id: str | None = Field(default=None, validation_alias=_alias("ContentId"))
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> Any:
+        if value is None:
+            raise _null("Name")
+        if value == "":
+            raise _empty("Name")
+        return _no_control_characters(value) if isinstance(value, str) else value
+
+    @field_validator("content_bytes", mode="before")
+    @classmethod
+    def _content(cls, value: Any) -> Any:
+        if value is None:
+            raise _null("ContentBytes")
+        if not isinstance(value, str):
+            return value
+        compact = "".join(value.split())  # tolerate base64 wrapped at 76 columns
+        try:
+            base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError):
+            raise PydanticCustomError("invalid_base64", "is not valid base64") from None
+        return compact
+
+    @field_validator("content_type", mode="before")
+    @classmethod
+    def _content_type(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return "application/octet-stream"
+        if isinstance(value, str) and not _MIME_TYPE.match(value):
+            raise PydanticCustomError(
+                "argument", "{value} is not a MIME type such as application/pdf", {"value": json.dumps(value)}
+            )
+        return value
+
+    @field_validator("content_id", mode="before")
+    @classmethod
+    def _content_id(cls, value: Any) -> Any:
+        return _no_control_characters(value) if isinstance(value, str) else value
+
+
+class EmailMessage(_Model):
+    """The seed block's ``EmailMessage``: To and From are required, everything else has a default."""
+
+    to: list[EmailAddress] = Field(validation_alias=_alias("To"))
+    from_: EmailAddress = Field(validation_alias=_alias("From"))
+    cc: list[EmailAddress] = Field(default_factory=list, validation_alias=_alias("Cc"))
+    bcc: list[EmailAddress] = Field(default_factory=list, validation_alias=_alias("Bcc"))
+    priority: Priority = Field(default=Priority.NORMAL, validation_alias=_alias("Priority"))
+    subject: str = Field(default="", validation_alias=_alias("Subject"))
+    body_format: BodyFormat = Field(default=BodyFormat.TEXT, validation_alias=_alias("BodyFormat"))
+    body: str = Field(default="", validation_alias=_alias("Body"))
+    attachments: list[Attachment] = Field(default_factory=list, validation_alias=_alias("Attachments"))
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _to(cls, value: Any) -> Any:
+        if value is None:
+            raise _null("To")
+        if value == []:
+            raise _empty("To")
+        return value
+
+    @field_validator("from_", mode="before")
+    @classmethod
+    def _from(cls, value: Any) -> Any:
+        if value is None:
+            raise _null("From")
+        return value
+
+    @field_validator("cc", "bcc", "attachments", mode="before")
+    @classmethod
+    def _null_list_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Any:
+        return Priority.NORMAL if value is None else _parse_enum(Priority, "EmailMessagePriority", value)
+
+    @field_validator("body_format", mode="before")
+    @classmethod
+    def _body_format(cls, value: Any) -> Any:
+        return BodyFormat.TEXT if value is None else _parse_enum(BodyFormat, "EmailMessageBodyFormat", value)
+
+    @field_validator("subject", mode="before")
+    @classmethod
+    def _subject(cls, value: Any) -> Any:
+        if value is None:
+            return ""
+        return _no_control_characters(value) if isinstance(value, str) else value
+
+    @field_validator("body", mode="before")
+    @classmethod
+    def _body(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def is_object_id(value: str) -> bool:
+    """Whether ``value`` is an Entra object id (a GUID) rather than a UPN or address."""
+    return bool(_GUID.match(value))
+
+
+class SendRequest(_Model):
+    """One send: the message, and optionally the mailbox to send through (else ``M365_SENDER``)."""
+
+    message: EmailMessage
+    sender: str | None = None
+    request_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+
+    @field_validator("sender", mode="before")
+    @classmethod
+    def _sender(cls, value: Any) -> Any:
+        if value is None or not isinstance(value, str):
+            return value
+        if value == "":
+            raise _empty("sender")
+        _no_control_characters(value)
+        if not is_object_id(value):
+            try:
+                validate_email(value, check_deliverability=False)
+            except EmailNotValidError:
+                raise PydanticCustomError(
+                    "invalid_address", "must be a mailbox's object id or user principal name"
+                ) from None
+        return value
+
+
+# How each pydantic error type reads to a user of the original block.
+_EXCEPTION_BY_TYPE = {
+    "missing": ("PropertyNullException", "null", "is required and must not be null"),
+    "property_null": ("PropertyNullException", "null", None),
+    "property_empty": ("PropertyEmptyException", "empty", None),
+    "invalid_address": ("ServiceException", "invalid_address", None),
+    "invalid_base64": ("ArgumentException", "invalid_base64", None),
+    "header_injection": ("ArgumentException", "control_characters", None),
+    "extra_forbidden": ("ArgumentException", "unknown_field", "is not a field of EmailMessage"),
+}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """``('to', 0, 'address')`` → ``To[0].Address``: the seed's spelling whatever case was sent."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            name = part.rstrip("_")
+            path += ("." if path else "") + name[:1].upper() + name[1:]
+    return path or "EmailMessage"
+
+
+def _problem(error: ErrorDetails, prefix: tuple[int | str, ...]) -> FieldProblem:
+    loc = tuple(error["loc"])
+    if loc[: len(prefix)] == prefix:
+        loc = loc[len(prefix) :]
+    exception, code, message = _EXCEPTION_BY_TYPE.get(
+        error["type"], ("ArgumentException", "argument" if error["type"] == "argument" else "type", None)
+    )
+    return FieldProblem(field=_path(loc), code=code, message=message or error["msg"], exception=exception)
+
+
+def problems_of(error: ValidationError, *, prefix: tuple[int | str, ...] = ()) -> list[FieldProblem]:
+    """Turn a pydantic ``ValidationError`` into one ``FieldProblem`` per bad field."""
+    return [_problem(detail, prefix) for detail in error.errors(include_url=False, include_input=False)]
+
+
+def _decode_json(raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestInvalid(
+            [FieldProblem("EmailMessage", "invalid_json", f"the body is not valid JSON: {exc}", "ArgumentException")]
+        ) from None
+
+
+def parse_send_request(message: Any, *, sender: str | None = None, request_id: str | None = None) -> SendRequest:
+    """Validate a decoded JSON message (and optional sender) into a ``SendRequest``.
+
+    Raises ``RequestInvalid`` listing every problem; nothing is partially accepted.
+    """
+    if message is None:
+        raise RequestInvalid([FieldProblem("EmailMessage", "null", "must not be null", "PropertyNullException")])
+    if not isinstance(message, Mapping):
+        raise RequestInvalid(
+            [FieldProblem("EmailMessage", "type", "must be a JSON object", "ArgumentException")]
+        )
+    fields: dict[str, Any] = {"message": message, "sender": sender}
+    if request_id:
+        fields["request_id"] = request_id
+    try:
+        return SendRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestInvalid(problems_of(exc, prefix=("message",))) from None
+
+
+def parse_message_json(raw: bytes | str, *, sender: str | None = None, request_id: str | None = None) -> SendRequest:
+    """Decode a JSON body and validate it as an email message; see ``parse_send_request``."""
+    return parse_send_request(_decode_json(raw), sender=sender, request_id=request_id)

@@ -1,0 +1,121 @@
+"""App settings (environment variables) → typed ``Settings``, validated once, naming what is wrong."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from m365send.errors import ConfigurationInvalid
+from m365send.models import is_object_id
+
+__all__ = ["Settings", "load_settings"]
+
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its app settings. Field aliases are the setting names."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    tenant_id: str = Field(validation_alias="M365_TENANT_ID", min_length=1)
+    client_id: str = Field(validation_alias="M365_CLIENT_ID", min_length=1)
+    key_vault_url: str = Field(validation_alias="KEY_VAULT_URL")
+    client_secret_name: str | None = Field(default=None, validation_alias="M365_CLIENT_SECRET_NAME")
+    certificate_name: str | None = Field(default=None, validation_alias="M365_CERTIFICATE_NAME")
+    certificate_password_name: str | None = Field(default=None, validation_alias="M365_CERTIFICATE_PASSWORD_NAME")
+    sender: str = Field(validation_alias="M365_SENDER", min_length=1)
+    allowed_senders: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), validation_alias="M365_ALLOWED_SENDERS"
+    )
+    managed_identity_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")
+    authority_host: str = Field(default=DEFAULT_AUTHORITY_HOST, validation_alias="M365_AUTHORITY_HOST")
+    graph_base_url: str = Field(default=DEFAULT_GRAPH_BASE_URL, validation_alias="GRAPH_BASE_URL")
+    secret_cache_seconds: float = Field(default=3600.0, ge=0, validation_alias="M365_SECRET_CACHE_SECONDS")
+    graph_max_attempts: int = Field(default=4, ge=1, le=10, validation_alias="M365_GRAPH_MAX_ATTEMPTS")
+    graph_max_retry_wait: float = Field(default=30.0, ge=0, validation_alias="M365_GRAPH_MAX_RETRY_WAIT")
+    http_timeout: float = Field(default=30.0, gt=0, validation_alias="M365_HTTP_TIMEOUT")
+
+    @field_validator(
+        "client_secret_name", "certificate_name", "certificate_password_name", "managed_identity_client_id",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("allowed_senders", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(p.strip().casefold() for p in value.replace(";", ",").split(",") if p.strip())
+        return value
+
+    @field_validator("key_vault_url", "authority_host", "graph_base_url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.netloc:
+            raise ValueError("must be an https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if bool(self.client_secret_name) == bool(self.certificate_name):
+            raise ValueError(
+                "set exactly one of M365_CLIENT_SECRET_NAME (client secret) or M365_CERTIFICATE_NAME (certificate)"
+            )
+        if self.certificate_password_name and not self.certificate_name:
+            raise ValueError("M365_CERTIFICATE_PASSWORD_NAME is set but M365_CERTIFICATE_NAME is not")
+        if is_object_id(self.sender) and not self.allowed_senders:
+            raise ValueError(
+                "M365_SENDER is an object id, so M365_ALLOWED_SENDERS must list the address(es) it sends as"
+            )
+        return self
+
+    @property
+    def senders(self) -> frozenset[str]:
+        """Mailboxes and From addresses a request may use (case-insensitive)."""
+        return self.allowed_senders or frozenset({self.sender.casefold()})
+
+    @property
+    def graph_scope(self) -> str:
+        """The client-credentials scope of the Graph instance at ``graph_base_url``."""
+        parts = urlsplit(self.graph_base_url)
+        return f"{parts.scheme}://{parts.netloc}/.default"
+
+    @property
+    def vault_is_loopback(self) -> bool:
+        """Whether the vault is a local stand-in (its host cannot be a subdomain of a vault domain)."""
+        host = urlsplit(self.key_vault_url).hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+_NAMES = {name: str(field.validation_alias) for name, field in Settings.model_fields.items()}
+
+
+def load_settings() -> Settings:
+    """Read and check the settings from the environment; ``ConfigurationInvalid`` names each bad one."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems: list[str] = []
+        names: list[str] = []
+        for error in exc.errors(include_url=False, include_input=False):
+            field = str(error["loc"][0]) if error["loc"] else ""
+            name = _NAMES.get(field, field)
+            message = "is required" if error["type"] == "missing" else error["msg"].removeprefix("Value error, ")
+            problems.append(f"{name} {message}" if name else message)
+            if name:
+                names.append(name)
+        raise ConfigurationInvalid("; ".join(problems), settings=names) from None
