@@ -80,8 +80,8 @@ class Settings(BaseSettings):
 
     @property
     def senders(self) -> frozenset[str]:
-        """Mailboxes and From addresses a request may use (case-insensitive)."""
-        return self.allowed_senders or frozenset({self.sender.casefold()})
+        """Mailboxes and From addresses a request may use (case-insensitive); always includes ``M365_SENDER``."""
+        return self.allowed_senders | {self.sender.casefold()}
 
     @property
     def graph_scope(self) -> str:

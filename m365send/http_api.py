@@ -1,0 +1,120 @@
+"""The HTTP API as pure functions: request bytes in, ``HttpResult`` out. The trigger only adapts types.
+
+Failures are RFC 9457 problem details (``application/problem+json``) built from the error table in
+``m365send.errors``; they name the field or dependency, and never echo secrets, tokens or bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from m365send.errors import (
+    DependencyUnavailable,
+    GraphRejected,
+    M365SendError,
+    RequestInvalid,
+    outcome_of,
+)
+from m365send.models import parse_message_json
+from m365send.service import EmailService, SendReceipt
+
+__all__ = ["HttpResult", "accepted", "handle_send", "problem"]
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "urn:m365send:problem:"
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """Status, JSON body and headers of one HTTP answer."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content(self) -> bytes:
+        """The body as UTF-8 JSON."""
+        return json.dumps(self.body, ensure_ascii=False).encode()
+
+
+def accepted(receipt: SendReceipt) -> HttpResult:
+    """``202 Accepted``: Graph took the message for delivery."""
+    return HttpResult(
+        202,
+        {
+            "status": "accepted",
+            "requestId": receipt.request_id,
+            "mailbox": receipt.mailbox,
+            "graphRequestId": receipt.graph_request_id,
+        },
+        {"Content-Type": "application/json"},
+    )
+
+
+def problem(error: M365SendError, *, request_id: str) -> HttpResult:
+    """The problem-details answer for ``error``, as the error table says."""
+    outcome = outcome_of(error)
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + outcome.slug,
+        "title": outcome.title,
+        "status": outcome.status,
+        "detail": error.detail,
+        "instance": f"urn:uuid:{request_id}",
+        "requestId": request_id,
+    }
+    if error.exception:
+        body["exception"] = error.exception
+    headers = {"Content-Type": "application/problem+json"}
+    if isinstance(error, RequestInvalid):
+        body["errors"] = [
+            {"field": p.field, "code": p.code, "message": p.message, "exception": p.exception} for p in error.problems
+        ]
+    if isinstance(error, GraphRejected):
+        body["graphCode"] = error.code
+        body["graphStatus"] = error.graph_status
+    if isinstance(error, DependencyUnavailable) and error.retry_after is not None:
+        seconds = max(1, math.ceil(error.retry_after))
+        body["retryAfter"] = seconds
+        headers["Retry-After"] = str(seconds)
+    return HttpResult(outcome.status, body, headers)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def handle_send(
+    raw: bytes, *, sender: str | None, service: Callable[[], EmailService], request_id: str | None = None
+) -> HttpResult:
+    """Validate ``raw`` (an email message as JSON), then send it through the worker's service."""
+    # Graph wants a GUID for client-request-id; a caller's other value is not trusted to be one.
+    request_id = request_id if request_id and _is_uuid(request_id) else str(uuid.uuid4())
+    try:
+        request = parse_message_json(raw, sender=sender, request_id=request_id)
+        receipt = service().send(request)
+    except M365SendError as error:
+        outcome = outcome_of(error)
+        log.warning(
+            "send refused: %s",
+            error.detail,
+            extra={"request_id": request_id, "problem": outcome.slug, "status": outcome.status},
+        )
+        return problem(error, request_id=request_id)
+    except Exception:
+        log.exception("send failed unexpectedly", extra={"request_id": request_id})
+        return problem(M365SendError("an unexpected error occurred; see the logs for this request id"),
+                       request_id=request_id)
+    return accepted(receipt)
+
