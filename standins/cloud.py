@@ -1,0 +1,159 @@
+"""``LocalCloud``: the three stand-ins on loopback HTTPS, seeded like a small real tenant.
+
+The tenant has one app registration (``Mail.Send`` granted, a client secret and a certificate), a
+"worker identity" that may read the vault (standing in for the Function App's managed identity; it
+authenticates with ``AZURE_CLIENT_ID``/``AZURE_CLIENT_SECRET`` as azure-identity's environment
+credential does on a developer machine), a vault holding the app's secret and PFX, and a mailbox.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import secrets
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from standins.entra import AppRegistration, EntraStandIn
+from standins.graph import GraphStandIn, Mailbox
+from standins.https import HttpsServer
+from standins.keyvault import KeyVaultStandIn
+
+__all__ = ["LocalCloud", "make_pfx"]
+
+TENANT_ID = "7d3a5f1e-2c4b-4e8a-9f10-3b6c2d1e0a55"
+MAIL_APP_ID = "0b5c9e7a-6d41-4f2e-8a3c-1e9f7d6b5a42"
+WORKER_ID = "c1f2e3d4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"
+SENDER = "notifications@contoso.com"
+CLIENT_SECRET_NAME = "m365-client-secret"
+CERTIFICATE_NAME = "m365-certificate"
+CERTIFICATE_PASSWORD_NAME = "m365-certificate-password"
+
+
+@dataclass(frozen=True)
+class Pfx:
+    """A certificate with its key, as PFX bytes (and the password that opens them)."""
+
+    certificate: x509.Certificate
+    data: bytes
+    password: str | None
+
+    @property
+    def base64(self) -> str:
+        """How Key Vault returns a certificate's PFX through the secrets API."""
+        return base64.b64encode(self.data).decode()
+
+
+def make_pfx(common_name: str, *, password: str | None) -> Pfx:
+    """A fresh self-signed certificate and key, packed as PFX (encrypted when ``password`` is set)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
+    )
+    data = pkcs12.serialize_key_and_certificates(common_name.encode(), key, certificate, None, encryption)
+    return Pfx(certificate, data, password)
+
+
+class LocalCloud:
+    """Starts the stand-ins; ``env()`` gives the app settings that point the product at them."""
+
+    def __init__(self, *, workdir: Path | None = None, token_lifetime: int = 3599) -> None:
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="m365send-cloud-")
+        self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
+        ca = trustme.CA()
+        self.ca_bundle = self.workdir / "standin-ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_bundle))
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+
+        self.entra = EntraStandIn(token_lifetime=token_lifetime)
+        self.vault = KeyVaultStandIn(entra=self.entra, tenant_id=TENANT_ID)
+        self.graph = GraphStandIn(entra=self.entra)
+        self._servers = [HttpsServer(s, server_context) for s in (self.entra, self.vault, self.graph)]
+        self.entra.url, self.vault.url, self.graph.url = (s.url for s in self._servers)
+        self.entra.resources.add(self.graph.resource)
+
+        self.client_secret = secrets.token_urlsafe(30)
+        self.certificate = make_pfx("m365send", password=secrets.token_urlsafe(12))
+        self.app = self.entra.register(
+            AppRegistration(
+                client_id=MAIL_APP_ID,
+                tenant_id=TENANT_ID,
+                secrets=[self.client_secret],
+                certificates=[self.certificate.certificate],
+                roles={self.graph.resource: ["Mail.Send"]},
+            )
+        )
+        self.worker_secret = secrets.token_urlsafe(30)
+        self.worker = self.entra.register(
+            AppRegistration(client_id=WORKER_ID, tenant_id=TENANT_ID, secrets=[self.worker_secret])
+        )
+        self.vault.readers.add(self.worker.object_id)
+        self.vault.set_secret(CLIENT_SECRET_NAME, self.client_secret)
+        self.vault.set_secret(CERTIFICATE_NAME, self.certificate.base64, content_type="application/x-pkcs12")
+        self.vault.set_secret(CERTIFICATE_PASSWORD_NAME, self.certificate.password or "")
+        self.mailbox: Mailbox = self.graph.add_mailbox(SENDER)
+
+    def env(self, credential: Literal["secret", "certificate"] = "secret") -> dict[str, str]:
+        """App settings (and the standard TLS trust variables) for the product against these stand-ins."""
+        settings = {
+            "M365_TENANT_ID": TENANT_ID,
+            "M365_CLIENT_ID": MAIL_APP_ID,
+            "KEY_VAULT_URL": self.vault.url,
+            "M365_SENDER": SENDER,
+            "M365_AUTHORITY_HOST": self.entra.url,
+            "GRAPH_BASE_URL": self.graph.base_url,
+            # The worker identity, as azure-identity's EnvironmentCredential reads it.
+            "AZURE_TENANT_ID": TENANT_ID,
+            "AZURE_CLIENT_ID": WORKER_ID,
+            "AZURE_CLIENT_SECRET": self.worker_secret,
+            # Trust the stand-ins' test CA: requests (msal, azure-core) and httpx read these.
+            "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+            "SSL_CERT_FILE": str(self.ca_bundle),
+        }
+        if credential == "secret":
+            settings["M365_CLIENT_SECRET_NAME"] = CLIENT_SECRET_NAME
+        else:
+            settings["M365_CERTIFICATE_NAME"] = CERTIFICATE_NAME
+            settings["M365_CERTIFICATE_PASSWORD_NAME"] = CERTIFICATE_PASSWORD_NAME
+        return settings
+
+    def apply(self, credential: Literal["secret", "certificate"] = "secret") -> None:
+        """Put ``env()`` into this process's environment (for the demo)."""
+        os.environ.update(self.env(credential))
+
+    def close(self) -> None:
+        """Stop the servers and remove the working directory."""
+        for server in self._servers:
+            server.close()
+        if self._tmp:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> LocalCloud:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
