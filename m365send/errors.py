@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 __all__ = [
     "CertificateInvalid",
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 
-class Disposition(str, Enum):
+class Disposition(StrEnum):
     """What a queue trigger does with a message that failed this way."""
 
     RETRY = "retry"
@@ -184,7 +184,9 @@ OUTCOMES: dict[type[M365SendError], Outcome] = {
     RecipientsRejected: Outcome(400, _DL, "recipients-rejected", "Microsoft Graph refused a recipient"),
     SendAsDenied: Outcome(403, _DL, "send-as-denied", "The app may not send as this mailbox"),
     MailboxNotFound: Outcome(404, _DL, "mailbox-not-found", "The sending mailbox was not found"),
-    DependencyUnavailable: Outcome(503, Disposition.RETRY, "dependency-unavailable", "A dependency is unavailable; try again later"),
+    DependencyUnavailable: Outcome(
+        503, Disposition.RETRY, "dependency-unavailable", "A dependency is unavailable; try again later"
+    ),
 }
 
 

@@ -12,12 +12,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
 
 from m365send.errors import (
     DependencyUnavailable,
@@ -58,6 +66,17 @@ class _Unreachable(Exception):
     pass
 
 
+class _RetryAfterBeyond(stop_base):
+    """Stop when Graph asks for a longer wait than we may sleep: the caller gets the wait instead."""
+
+    def __init__(self, limit: float) -> None:
+        self._limit = limit
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        return isinstance(error, _Throttled) and (error.retry_after or 0.0) > self._limit
+
+
 def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent or unreadable."""
     if not value:
@@ -70,7 +89,7 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now())
 
 
@@ -117,7 +136,7 @@ class GraphMailClient:
         }
         retrying = Retrying(
             retry=retry_if_exception_type((_Throttled, _Unreachable)),
-            stop=stop_after_attempt(self._max_attempts) | self._wait_too_long,
+            stop=stop_any(stop_after_attempt(self._max_attempts), _RetryAfterBeyond(self._max_retry_wait)),
             wait=self._wait,
             sleep=self._sleep,
             reraise=True,
@@ -166,11 +185,6 @@ class GraphMailClient:
             return error.retry_after
         return float(wait_exponential_jitter(initial=0.5, max=self._max_retry_wait)(state))
 
-    def _wait_too_long(self, state: RetryCallState) -> bool:
-        # Sleeping through a long Retry-After would hold the worker; give the wait back to the caller.
-        error = state.outcome.exception() if state.outcome else None
-        return isinstance(error, _Throttled) and (error.retry_after or 0.0) > self._max_retry_wait
-
     @staticmethod
     def _rejection(response: httpx.Response) -> GraphRejected | PayloadTooLarge:
         code, message = _graph_error(response)
@@ -185,4 +199,3 @@ class GraphMailClient:
         if code in _MAILBOX_CODES or status == 404:
             return MailboxNotFound(detail, code=code, graph_status=status)
         return GraphRejected(detail, code=code, graph_status=status)
-

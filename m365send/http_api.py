@@ -114,7 +114,7 @@ def handle_send(
         return problem(error, request_id=request_id)
     except Exception:
         log.exception("send failed unexpectedly", extra={"request_id": request_id})
-        return problem(M365SendError("an unexpected error occurred; see the logs for this request id"),
-                       request_id=request_id)
+        return problem(
+            M365SendError("an unexpected error occurred; see the logs for this request id"), request_id=request_id
+        )
     return accepted(receipt)
-

@@ -14,7 +14,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -61,13 +61,11 @@ def _empty(what: str = "value") -> PydanticCustomError:
 def _no_control_characters(value: str) -> str:
     # CR/LF would let a caller smuggle extra headers into the message; NUL truncates them.
     if _CONTROL.search(value):
-        raise PydanticCustomError(
-            "header_injection", "must not contain carriage return, line feed or NUL characters"
-        )
+        raise PydanticCustomError("header_injection", "must not contain carriage return, line feed or NUL characters")
     return value
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     """``EmailMessagePriority``; the value is Graph's ``importance``."""
 
     LOW = "low"
@@ -75,7 +73,7 @@ class Priority(str, Enum):
     HIGH = "high"
 
 
-class BodyFormat(str, Enum):
+class BodyFormat(StrEnum):
     """``EmailMessageBodyFormat``; the value is Graph's ``body.contentType``."""
 
     TEXT = "text"
@@ -333,9 +331,7 @@ def parse_send_request(message: Any, *, sender: str | None = None, request_id: s
     if message is None:
         raise RequestInvalid([FieldProblem("EmailMessage", "null", "must not be null", "PropertyNullException")])
     if not isinstance(message, Mapping):
-        raise RequestInvalid(
-            [FieldProblem("EmailMessage", "type", "must be a JSON object", "ArgumentException")]
-        )
+        raise RequestInvalid([FieldProblem("EmailMessage", "type", "must be a JSON object", "ArgumentException")])
     fields: dict[str, Any] = {"message": message, "sender": sender}
     if request_id:
         fields["request_id"] = request_id

@@ -79,9 +79,7 @@ class EmailService:
         mailbox = self.check_sender(request)
         body = encode_send_mail(request.message)
         token = self._tokens.token()
-        receipt = self._mail.send_mail(
-            mailbox=mailbox, body=body, token=token, client_request_id=request.request_id
-        )
+        receipt = self._mail.send_mail(mailbox=mailbox, body=body, token=token, client_request_id=request.request_id)
         log.info(
             "email accepted by Graph",
             extra={

@@ -42,7 +42,10 @@ class Settings(BaseSettings):
     http_timeout: float = Field(default=30.0, gt=0, validation_alias="M365_HTTP_TIMEOUT")
 
     @field_validator(
-        "client_secret_name", "certificate_name", "certificate_password_name", "managed_identity_client_id",
+        "client_secret_name",
+        "certificate_name",
+        "certificate_password_name",
+        "managed_identity_client_id",
         mode="before",
     )
     @classmethod

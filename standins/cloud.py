@@ -59,7 +59,7 @@ def make_pfx(common_name: str, *, password: str | None) -> Pfx:
     """A fresh self-signed certificate and key, packed as PFX (encrypted when ``password`` is set)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

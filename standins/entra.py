@@ -108,7 +108,9 @@ class EntraStandIn:
     def _metadata(self, tenant: str) -> Reply:
         if tenant not in self.tenants:
             return _aadsts(
-                400, "invalid_tenant", 90002,
+                400,
+                "invalid_tenant",
+                90002,
                 f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing "
                 "into the correct cloud.",
             )
@@ -122,7 +124,11 @@ class EntraStandIn:
                 "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
                 "jwks_uri": f"{self.url}/{tenant}/discovery/v2.0/keys",
                 "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
                 "tenant_region_scope": "EU",
             },
         )
@@ -131,7 +137,9 @@ class EntraStandIn:
         with self._lock:
             if self.unavailable > 0:
                 self.unavailable -= 1
-                return _aadsts(503, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again.")
+                return _aadsts(
+                    503, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again."
+                )
         form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
         client_id = form.get("client_id", "")
         with self._lock:
@@ -143,7 +151,9 @@ class EntraStandIn:
         app = self.apps.get(client_id)
         if app is None or app.tenant_id != tenant:
             return _aadsts(
-                400, "unauthorized_client", 700016,
+                400,
+                "unauthorized_client",
+                700016,
                 f"Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can "
                 "happen if the application has not been installed by the administrator of the tenant.",
             )
@@ -154,13 +164,17 @@ class EntraStandIn:
         resource = scope.removesuffix("/.default")
         if not scope.endswith("/.default") or " " in scope:
             return _aadsts(
-                400, "invalid_scope", 1002012,
+                400,
+                "invalid_scope",
+                1002012,
                 f"The provided value for scope {scope} is not valid. Client credential flows must have a scope value "
                 "with /.default suffixed to the resource identifier (application ID URI).",
             )
         if resource not in self.resources:
             return _aadsts(
-                400, "invalid_resource", 500011,
+                400,
+                "invalid_resource",
+                500011,
                 f"The resource principal named {resource} was not found in the tenant named {tenant}.",
             )
         return json_reply(200, self._issue(app, resource))
@@ -170,14 +184,18 @@ class EntraStandIn:
             if form["client_secret"] in app.secrets:
                 return None
             return _aadsts(
-                401, "invalid_client", 7000215,
+                401,
+                "invalid_client",
+                7000215,
                 "Invalid client secret provided. Ensure the secret being sent in the request is the client secret "
                 f"value, not the client secret ID, for a secret added to app '{app.client_id}'.",
             )
         if form.get("client_assertion_type") == _ASSERTION_TYPE and "client_assertion" in form:
             return self._check_assertion(app, form["client_assertion"], token_endpoint)
         return _aadsts(
-            401, "invalid_client", 7000218,
+            401,
+            "invalid_client",
+            7000218,
             "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         )
 
@@ -191,7 +209,9 @@ class EntraStandIn:
         certificate = app.thumbprints().get(str(thumbprint).rstrip("="))
         if certificate is None:
             return _aadsts(
-                401, "invalid_client", 700027,
+                401,
+                "invalid_client",
+                700027,
                 f"The certificate with identifier used to sign the client assertion is not registered on application. "
                 f"[Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}'].",
             )

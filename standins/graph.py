@@ -30,8 +30,19 @@ __all__ = ["Fault", "GraphStandIn", "Mailbox", "SentMail"]
 REQUEST_LIMIT = 4 * 1024 * 1024
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _MESSAGE_PROPERTIES = {
-    "subject", "body", "toRecipients", "ccRecipients", "bccRecipients", "replyTo", "from", "sender",
-    "importance", "attachments", "internetMessageHeaders", "isDeliveryReceiptRequested", "isReadReceiptRequested",
+    "subject",
+    "body",
+    "toRecipients",
+    "ccRecipients",
+    "bccRecipients",
+    "replyTo",
+    "from",
+    "sender",
+    "importance",
+    "attachments",
+    "internetMessageHeaders",
+    "isDeliveryReceiptRequested",
+    "isReadReceiptRequested",
 }
 
 
@@ -67,8 +78,13 @@ class Fault:
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Reply:
     return json_reply(
         status,
-        {"error": {"code": code, "message": message,
-                   "innerError": {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4())}}},
+        {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4())},
+            }
+        },
         headers,
     )
 
@@ -143,7 +159,13 @@ class GraphStandIn:
 
     def _route(self, request: Request) -> Reply:
         parts = [unquote(p) for p in request.path.strip("/").split("/")]
-        if request.method != "POST" or len(parts) != 4 or parts[0] != "v1.0" or parts[1] != "users" or parts[3] != "sendMail":
+        if (
+            request.method != "POST"
+            or len(parts) != 4
+            or parts[0] != "v1.0"
+            or parts[1] != "users"
+            or parts[3] != "sendMail"
+        ):
             return _error(400, "BadRequest", f"Resource not found for the segment '{parts[-1]}'.")
         authorization = request.header("authorization") or ""
         if not authorization.startswith("Bearer "):
@@ -161,14 +183,19 @@ class GraphStandIn:
             return _error(404, "ErrorInvalidUser", f"The requested user '{parts[2]}' is invalid.")
         scope = self.app_scope.get(str(claims.get("appid")))
         if scope is not None and mailbox.object_id not in scope:
-            return _error(403, "ErrorAccessDenied",
-                          "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy "
-                          "settings.")
+            return _error(
+                403,
+                "ErrorAccessDenied",
+                "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.",
+            )
         if len(request.body) > REQUEST_LIMIT:
             return _error(413, "RequestEntityTooLarge", "The request payload is too large.")
         if "application/json" not in (request.header("content-type") or ""):
-            return _error(415, "UnsupportedMediaType", "A supported MIME type could not be found that matches the "
-                                                        "content type of the response.")
+            return _error(
+                415,
+                "UnsupportedMediaType",
+                "A supported MIME type could not be found that matches the content type of the response.",
+            )
         try:
             body = request.json()
             message, save = self._check_body(body)
@@ -177,11 +204,16 @@ class GraphStandIn:
             status = 403 if bad.code == "ErrorSendAsDenied" else 400
             return _error(status, bad.code, bad.message)
         except ValueError:
-            return _error(400, "BadRequest", "Unable to read JSON request payload. Please ensure Content-Type header "
-                                             "is set and payload is of valid JSON format.")
+            return _error(
+                400,
+                "BadRequest",
+                "Unable to read JSON request payload. Please ensure Content-Type header "
+                "is set and payload is of valid JSON format.",
+            )
         with self._lock:
-            self.sent.append(SentMail(mailbox.upn, str(claims.get("appid")), message, save,
-                                      request.header("client-request-id")))
+            self.sent.append(
+                SentMail(mailbox.upn, str(claims.get("appid")), message, save, request.header("client-request-id"))
+            )
         return Reply(202)
 
     # --- what Graph checks in the body ----------------------------------------------------------
@@ -190,14 +222,20 @@ class GraphStandIn:
             raise _BadBody("ErrorInvalidParameter", "The value of the parameter 'Message' is empty.")
         extra = set(body) - {"message", "saveToSentItems"}
         if extra:
-            raise _BadBody("RequestBodyRead", f"The parameter '{sorted(extra)[0]}' in the request payload is not a "
-                                              "valid parameter for the operation 'sendMail'.")
+            raise _BadBody(
+                "RequestBodyRead",
+                f"The parameter '{sorted(extra)[0]}' in the request payload is not a "
+                "valid parameter for the operation 'sendMail'.",
+            )
         message = body["message"]
         unknown = set(message) - _MESSAGE_PROPERTIES
         if unknown:
-            raise _BadBody("RequestBodyRead", f"The property '{sorted(unknown)[0]}' does not exist on type "
-                                              "'Microsoft.OutlookServices.Message'. Make sure to only use property "
-                                              "names that are defined by the type or mark the type as open type.")
+            raise _BadBody(
+                "RequestBodyRead",
+                f"The property '{sorted(unknown)[0]}' does not exist on type "
+                "'Microsoft.OutlookServices.Message'. Make sure to only use property "
+                "names that are defined by the type or mark the type as open type.",
+            )
         recipients = 0
         for key in ("toRecipients", "ccRecipients", "bccRecipients"):
             value = message.get(key, [])
@@ -207,18 +245,25 @@ class GraphStandIn:
                 self._check_recipient(recipient)
             recipients += len(value)
         if recipients == 0:
-            raise _BadBody("ErrorInvalidRecipients", "At least one recipient is not valid., A message can't be sent "
-                                                     "because it contains no recipients.")
+            raise _BadBody(
+                "ErrorInvalidRecipients",
+                "At least one recipient is not valid., A message can't be sent because it contains no recipients.",
+            )
         if "from" in message:
             self._check_recipient(message["from"])
         importance = message.get("importance", "normal")
         if not isinstance(importance, str) or importance.lower() not in ("low", "normal", "high"):
-            raise _BadBody("RequestBodyRead", f"Cannot convert the literal '{importance}' to the expected type "
-                                              "'Microsoft.OutlookServices.Importance'.")
+            raise _BadBody(
+                "RequestBodyRead",
+                f"Cannot convert the literal '{importance}' to the expected type "
+                "'Microsoft.OutlookServices.Importance'.",
+            )
         content = message.get("body", {})
         if not isinstance(content, dict) or str(content.get("contentType", "text")).lower() not in ("text", "html"):
-            raise _BadBody("RequestBodyRead", "Cannot convert the literal to the expected type "
-                                              "'Microsoft.OutlookServices.BodyType'.")
+            raise _BadBody(
+                "RequestBodyRead",
+                "Cannot convert the literal to the expected type 'Microsoft.OutlookServices.BodyType'.",
+            )
         for attachment in message.get("attachments", []):
             self._check_attachment(attachment)
         save = body.get("saveToSentItems", True)
@@ -229,20 +274,26 @@ class GraphStandIn:
     def _check_recipient(self, recipient: Any) -> None:
         address = recipient.get("emailAddress", {}).get("address") if isinstance(recipient, dict) else None
         if not isinstance(address, str) or not _ADDRESS.match(address):
-            raise _BadBody("ErrorInvalidRecipients", "At least one recipient is not valid., Recipient "
-                                                     f"'{address}' is not resolved. All recipients must be resolved "
-                                                     "before a message can be submitted.")
+            raise _BadBody(
+                "ErrorInvalidRecipients",
+                "At least one recipient is not valid., Recipient "
+                f"'{address}' is not resolved. All recipients must be resolved "
+                "before a message can be submitted.",
+            )
         if address.casefold() in self.unresolvable:
-            raise _BadBody("ErrorInvalidRecipients", f"At least one recipient is not valid., Recipient '{address}' "
-                                                     "is not resolved.")
+            raise _BadBody(
+                "ErrorInvalidRecipients",
+                f"At least one recipient is not valid., Recipient '{address}' is not resolved.",
+            )
 
     @staticmethod
     def _check_attachment(attachment: Any) -> None:
         if not isinstance(attachment, dict) or "@odata.type" not in attachment:
             raise _BadBody("ErrorInvalidParameter", "An attachment must specify '@odata.type'.")
         if attachment["@odata.type"] != "#microsoft.graph.fileAttachment":
-            raise _BadBody("RequestBodyRead", f"A type named '{attachment['@odata.type']}' could not be resolved by "
-                                              "the model.")
+            raise _BadBody(
+                "RequestBodyRead", f"A type named '{attachment['@odata.type']}' could not be resolved by the model."
+            )
         if not attachment.get("name"):
             raise _BadBody("ErrorRequiredPropertyMissing", "Required property is missing: Name.")
         try:
@@ -253,9 +304,14 @@ class GraphStandIn:
     @staticmethod
     def _check_sender(mailbox: Mailbox, message: dict[str, Any]) -> None:
         sender = message.get("from", {}).get("emailAddress", {}).get("address")
-        if sender and sender.casefold() != mailbox.upn.casefold() and sender.casefold() not in {
-            a.casefold() for a in mailbox.send_as
-        }:
-            raise _BadBody("ErrorSendAsDenied", "The user account which was used to submit this request does not "
-                                                "have the right to send mail on behalf of the specified sending "
-                                                "account., Cannot submit message.")
+        if (
+            sender
+            and sender.casefold() != mailbox.upn.casefold()
+            and sender.casefold() not in {a.casefold() for a in mailbox.send_as}
+        ):
+            raise _BadBody(
+                "ErrorSendAsDenied",
+                "The user account which was used to submit this request does not "
+                "have the right to send mail on behalf of the specified sending "
+                "account., Cannot submit message.",
+            )

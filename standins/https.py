@@ -43,7 +43,9 @@ class Reply:
 
 def json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
     """A JSON answer."""
-    return Reply(status, json.dumps(body).encode(), {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
+    return Reply(
+        status, json.dumps(body).encode(), {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+    )
 
 
 class Handler(Protocol):

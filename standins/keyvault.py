@@ -20,7 +20,7 @@ import jwt
 from standins.entra import EntraStandIn
 from standins.https import Reply, Request, json_reply
 
-__all__ = ["KeyVaultStandIn", "VAULT_RESOURCE"]
+__all__ = ["VAULT_RESOURCE", "KeyVaultStandIn"]
 
 VAULT_RESOURCE = "https://vault.azure.net"
 
@@ -78,8 +78,9 @@ class KeyVaultStandIn:
             return _error(400, "BadParameter", "The request URI contains an invalid 'api-version' parameter.")
         authorization = request.header("authorization") or ""
         if not authorization.startswith("Bearer "):
-            return _error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.",
-                          challenge=self._challenge)
+            return _error(
+                401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.", challenge=self._challenge
+            )
         try:
             claims = self._entra.verify(authorization.removeprefix("Bearer "), audience=VAULT_RESOURCE)
         except jwt.ExpiredSignatureError:
@@ -88,7 +89,8 @@ class KeyVaultStandIn:
             return _error(401, "Unauthorized", f"AKV10022: Invalid token: {exc}", challenge=self._challenge)
         if claims.get("oid") not in self.readers:
             return _error(
-                403, "Forbidden",
+                403,
+                "Forbidden",
                 f"Caller is not authorized to perform action on resource.\r\nCaller: appid={claims.get('appid')};"
                 f"oid={claims.get('oid')}\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'",
                 inner="ForbiddenByRbac",
@@ -104,7 +106,8 @@ class KeyVaultStandIn:
         found = next((v for v in reversed(versions) if wanted in (None, v.version)), None)
         if found is None:
             return _error(
-                404, "SecretNotFound",
+                404,
+                "SecretNotFound",
                 f"A secret with (name/id) {name}{'/' + wanted if wanted else ''} was not found in this key vault. "
                 "If you recently deleted this secret you may be able to recover it using the correct recovery "
                 "command.",
