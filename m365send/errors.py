@@ -109,8 +109,8 @@ class SenderNotAllowed(M365SendError):
 class ConfigurationInvalid(M365SendError):
     """App settings are missing or contradict each other; ``settings`` names them."""
 
-    def __init__(self, detail: str, *, settings: Sequence[str] = ()) -> None:
-        super().__init__(detail, exception="PropertyNullException")
+    def __init__(self, detail: str, *, settings: Sequence[str] = (), exception: str = "ArgumentException") -> None:
+        super().__init__(detail, exception=exception)
         self.settings = tuple(settings)
 
 

@@ -120,6 +120,7 @@ class GraphMailClient:
         self._max_attempts = max_attempts
         self._max_retry_wait = max_retry_wait
         self._sleep = sleep
+        self._backoff = wait_exponential_jitter(multiplier=0.5, max=max_retry_wait, jitter=0.5)
 
     def send_mail(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> GraphReceipt:
         """POST ``/users/{mailbox}/sendMail``; retries throttling within the configured budget.
@@ -183,7 +184,7 @@ class GraphMailClient:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, _Throttled) and error.retry_after is not None:
             return error.retry_after
-        return float(wait_exponential_jitter(initial=0.5, max=self._max_retry_wait)(state))
+        return float(self._backoff(state))
 
     @staticmethod
     def _rejection(response: httpx.Response) -> GraphRejected | PayloadTooLarge:

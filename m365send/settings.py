@@ -107,6 +107,10 @@ class Settings(BaseSettings):
 _NAMES = {name: str(field.validation_alias) for name, field in Settings.model_fields.items()}
 
 
+# The seed block's names for a missing (null) or empty credential property.
+_SEED_EXCEPTION = {"missing": "PropertyNullException", "string_too_short": "PropertyEmptyException"}
+
+
 def load_settings() -> Settings:
     """Read and check the settings from the environment; ``ConfigurationInvalid`` names each bad one."""
     try:
@@ -114,11 +118,13 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems: list[str] = []
         names: list[str] = []
+        exceptions: list[str] = []
         for error in exc.errors(include_url=False, include_input=False):
+            exceptions.append(_SEED_EXCEPTION.get(error["type"], "ArgumentException"))
             field = str(error["loc"][0]) if error["loc"] else ""
             name = _NAMES.get(field, field)
             message = "is required" if error["type"] == "missing" else error["msg"].removeprefix("Value error, ")
             problems.append(f"{name} {message}" if name else message)
             if name:
                 names.append(name)
-        raise ConfigurationInvalid("; ".join(problems), settings=names) from None
+        raise ConfigurationInvalid("; ".join(problems), settings=names, exception=exceptions[0]) from None

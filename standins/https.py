@@ -87,7 +87,9 @@ class HttpsServer:
         self._server.daemon_threads = True
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"standin {self.url}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"standin {self.url}", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
