@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 import msal
+import msal.exceptions
 import requests
 
 from m365send.credentials import AppCredential, AppCredentialSource
@@ -67,8 +68,9 @@ class GraphTokens:
         app = self._app_for(credential)
         try:
             result = app.acquire_token_for_client(scopes=self._scopes)
-        except requests.RequestException as exc:
-            raise DependencyUnavailable(f"Entra ID at {self._authority} is unreachable: {type(exc).__name__}") from None
+        except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
+            # msal returns OAuth errors (4xx) as dicts but raises on a 5xx from the token endpoint.
+            raise DependencyUnavailable(f"Entra ID at {self._authority} is unavailable: {exc}") from None
         except ValueError as exc:  # msal raises this on a response that is not JSON, e.g. a proxy's 502 page
             raise DependencyUnavailable(f"Entra ID at {self._authority} gave an unreadable answer: {exc}") from None
         if result.get("token_source") == "identity_provider":
@@ -89,10 +91,8 @@ class GraphTokens:
                     instance_discovery=False,
                     timeout=self._timeout,
                 )
-            except requests.RequestException as exc:
-                raise DependencyUnavailable(
-                    f"Entra ID at {self._authority} is unreachable: {type(exc).__name__}"
-                ) from None
+            except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
+                raise DependencyUnavailable(f"Entra ID at {self._authority} is unavailable: {exc}") from None
             except ValueError as exc:
                 # msal reads the tenant's OpenID metadata here; an unknown tenant fails this way.
                 raise CredentialRejected(

@@ -81,7 +81,8 @@ class EntraStandIn:
         self.tenants: set[str] = set()
         self.resources: set[str] = set()
         self.token_requests: Counter[str] = Counter()
-        self.unavailable = 0  # answer this many token requests with 503 temporarily_unavailable
+        # Answer this many token requests of a client id with 503 temporarily_unavailable.
+        self.unavailable: Counter[str] = Counter()
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.public_key = self._key.public_key()
         self._lock = threading.Lock()
@@ -134,16 +135,15 @@ class EntraStandIn:
         )
 
     def _token(self, tenant: str, request: Request) -> Reply:
-        with self._lock:
-            if self.unavailable > 0:
-                self.unavailable -= 1
-                return _aadsts(
-                    503, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again."
-                )
         form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
         client_id = form.get("client_id", "")
         with self._lock:
             self.token_requests[client_id] += 1
+            if self.unavailable[client_id] > 0:
+                self.unavailable[client_id] -= 1
+                reply = _aadsts(503, "temporarily_unavailable", 90033, "A transient error has occurred. Try again.")
+                reply.headers["Retry-After"] = "1"
+                return reply
         if tenant not in self.tenants:
             return _aadsts(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
         if form.get("grant_type") != "client_credentials":
