@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from m365send.errors import (
+    ConfigurationInvalid,
     DependencyUnavailable,
     GraphRejected,
     M365SendError,
@@ -77,6 +78,8 @@ def problem(error: M365SendError, *, request_id: str) -> HttpResult:
         body["errors"] = [
             {"field": p.field, "code": p.code, "message": p.message, "exception": p.exception} for p in error.problems
         ]
+    if isinstance(error, ConfigurationInvalid):
+        body["settings"] = list(error.settings)
     if isinstance(error, GraphRejected):
         body["graphCode"] = error.code
         body["graphStatus"] = error.graph_status

@@ -45,7 +45,8 @@ class GraphTokens:
         self._credentials = credentials
         self._tenant_id = tenant_id
         self._client_id = client_id
-        self._authority = f"{authority_host.rstrip('/')}/{tenant_id}"
+        self._authority_host = authority_host.rstrip("/")
+        self._authority = f"{self._authority_host}/{tenant_id}"
         self._scopes = [scope]
         self._timeout = timeout
         self._app: tuple[str, msal.ConfidentialClientApplication] | None = None
@@ -95,10 +96,11 @@ class GraphTokens:
                 raise DependencyUnavailable(f"Entra ID at {self._authority} is unavailable: {exc}") from None
             except ValueError as exc:
                 # msal reads the tenant's OpenID metadata here; an unknown tenant fails this way.
+                match = _AADSTS.search(str(exc))
+                code = match.group(0) if match else "AADSTS90002"
                 raise CredentialRejected(
-                    f"Entra ID has no tenant '{self._tenant_id}' (M365_TENANT_ID) at {self._authority}: "
-                    f"{str(exc).splitlines()[0]}",
-                    aadsts="AADSTS90002",
+                    f"Entra ID has no tenant '{self._tenant_id}' (M365_TENANT_ID) at {self._authority_host} ({code})",
+                    aadsts=code,
                 ) from None
             self._app = (credential.version, app)
             return app

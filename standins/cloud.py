@@ -145,6 +145,10 @@ class LocalCloud:
         """Put ``env()`` into this process's environment (for the demo)."""
         os.environ.update(self.env(credential))
 
+    def take_down(self, name: Literal["entra", "vault", "graph"]) -> None:
+        """Stop one stand-in's server: its port then refuses connections, as an unreachable service would."""
+        self._servers[("entra", "vault", "graph").index(name)].close()
+
     def close(self) -> None:
         """Stop the servers and remove the working directory."""
         for server in self._servers:

@@ -93,7 +93,9 @@ class HttpsServer:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop serving and free the port."""
+        """Stop serving and free the port (again is harmless)."""
+        if not self._thread.is_alive():
+            return
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -30,13 +30,33 @@ SEED_MESSAGE: dict[str, Any] = {
 }
 
 # Every variable the product or azure-identity reads; each test starts with none of them set.
-_ENV = (
-    "M365_TENANT_ID M365_CLIENT_ID KEY_VAULT_URL M365_CLIENT_SECRET_NAME M365_CERTIFICATE_NAME "
-    "M365_CERTIFICATE_PASSWORD_NAME M365_SENDER M365_ALLOWED_SENDERS M365_AUTHORITY_HOST GRAPH_BASE_URL "
-    "M365_SECRET_CACHE_SECONDS M365_GRAPH_MAX_ATTEMPTS M365_GRAPH_MAX_RETRY_WAIT M365_HTTP_TIMEOUT "
-    "AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET AZURE_AUTHORITY_HOST AZURE_CLIENT_CERTIFICATE_PATH "
-    "AZURE_USERNAME AZURE_FEDERATED_TOKEN_FILE IDENTITY_ENDPOINT MSI_ENDPOINT REQUESTS_CA_BUNDLE SSL_CERT_FILE"
-).split()
+_ENV = [
+    "M365_TENANT_ID",
+    "M365_CLIENT_ID",
+    "KEY_VAULT_URL",
+    "M365_CLIENT_SECRET_NAME",
+    "M365_CERTIFICATE_NAME",
+    "M365_CERTIFICATE_PASSWORD_NAME",
+    "M365_SENDER",
+    "M365_ALLOWED_SENDERS",
+    "M365_AUTHORITY_HOST",
+    "GRAPH_BASE_URL",
+    "M365_SECRET_CACHE_SECONDS",
+    "M365_GRAPH_MAX_ATTEMPTS",
+    "M365_GRAPH_MAX_RETRY_WAIT",
+    "M365_HTTP_TIMEOUT",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_USERNAME",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "IDENTITY_ENDPOINT",
+    "MSI_ENDPOINT",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+]
 
 
 @dataclass(frozen=True)
@@ -51,7 +71,7 @@ class Answer:
 @functools.cache
 def indexed_functions() -> dict[str, Any]:
     """The app's functions as the Functions host indexes them (indexing may run once per app)."""
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
 
 
 class SendApi:

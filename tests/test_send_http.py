@@ -109,7 +109,9 @@ def test_allowed_senders_let_a_request_send_as_another_mailbox(
     assert cloud.graph.sent[0].mailbox == "support@contoso.com"
 
 
-def test_sender_may_be_given_as_object_id(configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any]) -> None:
+def test_sender_may_be_given_as_object_id(
+    configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
     api = configure(M365_SENDER=cloud.mailbox.object_id, M365_ALLOWED_SENDERS=SENDER)
 
     answer = api.post(seed_message)
@@ -220,7 +222,9 @@ def test_body_that_is_not_json_is_400_naming_the_problem(api: SendApi) -> None:
     assert answer.body["errors"][0]["code"] == "invalid_json"
 
 
-def test_callers_client_request_id_becomes_the_request_id(api: SendApi, cloud: LocalCloud, seed_message: dict[str, Any]) -> None:
+def test_callers_client_request_id_becomes_the_request_id(
+    api: SendApi, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
     request_id = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 
     answer = api.post(seed_message, headers={"client-request-id": request_id})

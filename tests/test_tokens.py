@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,9 +15,9 @@ SHORT_LIFETIME = 302
 
 
 @pytest.fixture
-def short_lived_cloud(cloud: LocalCloud) -> Iterator[LocalCloud]:
+def short_lived_cloud(cloud: LocalCloud) -> LocalCloud:
     cloud.entra.token_lifetime = SHORT_LIFETIME
-    yield cloud
+    return cloud
 
 
 def wait_for_expiry() -> None:
@@ -42,7 +41,9 @@ def test_a_thousand_sends_cost_one_token_request_and_one_key_vault_read(
     )
 
 
-def test_no_token_yet_means_one_is_fetched(configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any]) -> None:
+def test_no_token_yet_means_one_is_fetched(
+    configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
     api = configure()
     assert cloud.entra.token_requests[MAIL_APP_ID] == 0
 
@@ -51,7 +52,9 @@ def test_no_token_yet_means_one_is_fetched(configure: Configure, cloud: LocalClo
     assert cloud.entra.token_requests[MAIL_APP_ID] == 1
 
 
-def test_a_valid_token_is_reused(configure: Configure, short_lived_cloud: LocalCloud, seed_message: dict[str, Any]) -> None:
+def test_a_valid_token_is_reused(
+    configure: Configure, short_lived_cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
     api = configure()
 
     api.post(seed_message)
@@ -60,7 +63,9 @@ def test_a_valid_token_is_reused(configure: Configure, short_lived_cloud: LocalC
     assert short_lived_cloud.entra.token_requests[MAIL_APP_ID] == 1
 
 
-def test_an_expired_token_is_replaced(configure: Configure, short_lived_cloud: LocalCloud, seed_message: dict[str, Any]) -> None:
+def test_an_expired_token_is_replaced(
+    configure: Configure, short_lived_cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
     api = configure()
     api.post(seed_message)
 
