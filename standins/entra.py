@@ -81,6 +81,7 @@ class EntraStandIn:
         self.tenants: set[str] = set()
         self.resources: set[str] = set()
         self.token_requests: Counter[str] = Counter()
+        self.issued: list[str] = []  # every access token handed out, so tests can look for leaks
         # Answer this many token requests of a client id with 503 temporarily_unavailable.
         self.unavailable: Counter[str] = Counter()
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -247,6 +248,8 @@ class EntraStandIn:
             "uti": uuid.uuid4().hex,
         }
         token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": "standin"})
+        with self._lock:
+            self.issued.append(token)
         return {
             "token_type": "Bearer",
             "expires_in": self.token_lifetime,

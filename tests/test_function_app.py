@@ -1,0 +1,33 @@
+"""The Function App indexes as the Functions host will see it, and the core stays free of azure.functions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import indexed_functions
+
+
+def test_send_is_an_http_post_on_api_send_with_function_keys() -> None:
+    send = indexed_functions()["send"]
+    [trigger] = [b for b in send.get_bindings() if b.type == "httpTrigger"]
+
+    assert trigger.route == "send"
+    assert [str(m.value if hasattr(m, "value") else m) for m in trigger.methods] == ["POST"]
+    assert str(getattr(trigger.auth_level, "value", trigger.auth_level)).lower() == "function"
+
+
+def test_importing_the_app_reads_no_settings_and_the_core_imports_no_azure_functions() -> None:
+    code = (
+        "import os, sys\n"
+        "for k in list(os.environ):\n"
+        "    k.startswith('M365_') and os.environ.pop(k)\n"
+        "import m365send.wiring, m365send.http_api\n"
+        "assert 'azure.functions' not in sys.modules, 'core imported azure.functions'\n"
+        "import function_app\n"
+        "print(len(function_app.app.get_functions()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"

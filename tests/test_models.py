@@ -1,0 +1,131 @@
+"""The email message model: what it accepts, and how each rejection names its field. Pure, no I/O."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from m365send.errors import RequestInvalid
+from m365send.models import BodyFormat, Priority, parse_message_json, parse_send_request
+
+
+def problems(message: Any, **kwargs: Any) -> list[tuple[str, str, str]]:
+    with pytest.raises(RequestInvalid) as caught:
+        parse_send_request(message, **kwargs)
+    return [(p.field, p.code, p.exception) for p in caught.value.problems]
+
+
+def test_seed_message_is_accepted_with_normal_priority_and_text_body(seed_message: dict[str, Any]) -> None:
+    request = parse_send_request(seed_message)
+
+    assert request.message.priority is Priority.NORMAL
+    assert request.message.body_format is BodyFormat.TEXT
+    assert request.message.to[0].address == "recipient@outlook.com"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("High", Priority.HIGH), ("low", Priority.LOW), ("EmailMessagePriority.Normal", Priority.NORMAL)],
+)
+def test_priority_accepts_names_and_seed_enum_spelling(
+    seed_message: dict[str, Any], value: str, expected: Priority
+) -> None:
+    seed_message["Priority"] = value
+
+    assert parse_send_request(seed_message).message.priority is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("Html", BodyFormat.HTML), ("EmailMessageBodyFormat.Text", BodyFormat.TEXT)]
+)
+def test_body_format_accepts_names_and_seed_enum_spelling(
+    seed_message: dict[str, Any], value: str, expected: BodyFormat
+) -> None:
+    seed_message["BodyFormat"] = value
+
+    assert parse_send_request(seed_message).message.body_format is expected
+
+
+def test_camel_case_keys_are_accepted(seed_message: dict[str, Any]) -> None:
+    camel = {key[0].lower() + key[1:]: value for key, value in seed_message.items()}
+
+    assert parse_send_request(camel).message == parse_send_request(seed_message).message
+
+
+def test_every_problem_is_reported_at_once(seed_message: dict[str, Any]) -> None:
+    seed_message["To"] = []
+    seed_message["From"] = None
+    seed_message["Priority"] = 10
+
+    assert problems(seed_message) == [
+        ("To", "empty", "PropertyEmptyException"),
+        ("From", "null", "PropertyNullException"),
+        ("Priority", "argument", "ArgumentException"),
+    ]
+
+
+def test_missing_to_is_reported_as_null(seed_message: dict[str, Any]) -> None:
+    del seed_message["To"]
+
+    assert problems(seed_message) == [("To", "null", "PropertyNullException")]
+
+
+def test_field_paths_use_the_seeds_spelling_for_camel_case_input(seed_message: dict[str, Any]) -> None:
+    seed_message["Cc"] = [{"address": "ok@fabrikam.com"}, {"address": "broken"}]
+
+    assert problems(seed_message) == [("Cc[1].Address", "invalid_address", "ServiceException")]
+
+
+@pytest.mark.parametrize("field", ["Subject", "From.Name", "To.0.Address"])
+def test_line_breaks_in_header_fields_are_rejected(seed_message: dict[str, Any], field: str) -> None:
+    target: Any = seed_message
+    *parents, last = [int(k) if k.isdigit() else k for k in field.split(".")]
+    for key in parents:
+        target = target[key]
+    target[last] = "x@fabrikam.com\r\nBcc: victim@fabrikam.com"
+
+    [(path, code, exception)] = problems(seed_message)
+    assert path == field.replace(".0", "[0]")
+    assert code == "control_characters"
+    assert exception == "ArgumentException"
+
+
+def test_unknown_field_is_rejected_by_name(seed_message: dict[str, Any]) -> None:
+    seed_message["Colour"] = "blue"
+
+    assert problems(seed_message) == [("Colour", "unknown_field", "ArgumentException")]
+
+
+def test_attachment_with_invalid_base64_is_rejected(seed_message: dict[str, Any]) -> None:
+    seed_message["Attachments"] = [{"Name": "a.txt", "ContentBytes": "not base64!"}]
+
+    assert problems(seed_message) == [("Attachments[0].ContentBytes", "invalid_base64", "ArgumentException")]
+
+
+def test_attachment_base64_wrapped_at_76_columns_is_accepted(seed_message: dict[str, Any]) -> None:
+    encoded = base64.encodebytes(b"x" * 200).decode()  # has line breaks
+    seed_message["Attachments"] = [{"Name": "a.bin", "ContentBytes": encoded}]
+
+    attachment = parse_send_request(seed_message).message.attachments[0]
+
+    assert base64.b64decode(attachment.content_bytes) == b"x" * 200
+    assert attachment.content_type == "application/octet-stream"
+
+
+def test_attachment_content_type_must_be_a_mime_type(seed_message: dict[str, Any]) -> None:
+    seed_message["Attachments"] = [{"Name": "a", "ContentBytes": "", "ContentType": "pdf please"}]
+
+    assert problems(seed_message) == [("Attachments[0].ContentType", "argument", "ArgumentException")]
+
+
+def test_sender_must_be_an_object_id_or_address(seed_message: dict[str, Any]) -> None:
+    assert problems(seed_message, sender="not a mailbox") == [("Sender", "invalid_address", "ServiceException")]
+
+
+def test_json_array_body_is_rejected_as_not_an_object() -> None:
+    with pytest.raises(RequestInvalid) as caught:
+        parse_message_json(b"[]")
+
+    assert caught.value.problems[0].code == "type"
