@@ -1,0 +1,24 @@
+"""The README's main command: the demo sends the seed example through the real function."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("credential", ["secret", "certificate"])
+def test_demo_sends_the_seed_example_and_shows_what_graph_received(credential: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "standins.demo", "--credential", credential],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "POST /api/send -> HTTP 202" in result.stdout
+    assert '"subject": "Example email subject"' in result.stdout
+    assert "Key Vault reads: " in result.stdout
