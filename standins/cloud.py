@@ -16,7 +16,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import trustme
 from cryptography import x509
@@ -39,6 +39,19 @@ SENDER = "notifications@contoso.com"
 CLIENT_SECRET_NAME = "m365-client-secret"
 CERTIFICATE_NAME = "m365-certificate"
 CERTIFICATE_PASSWORD_NAME = "m365-certificate-password"
+
+# The seed page's first example message, word for word, from the seeded mailbox.
+SEED_EXAMPLE: dict[str, Any] = {
+    "To": [{"Name": None, "Address": "recipient@outlook.com"}],
+    "From": {"Name": None, "Address": SENDER},
+    "Cc": [],
+    "Bcc": [],
+    "Priority": None,
+    "Subject": "Example email subject",
+    "BodyFormat": None,
+    "Body": "Example email body",
+    "Attachments": [],
+}
 
 
 @dataclass(frozen=True)

@@ -11,23 +11,10 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import azure.functions as func
 
-from standins.cloud import SENDER, LocalCloud
-
-EXAMPLE: dict[str, Any] = {
-    "To": [{"Name": None, "Address": "recipient@outlook.com"}],
-    "From": {"Name": None, "Address": SENDER},
-    "Cc": [],
-    "Bcc": [],
-    "Priority": None,
-    "Subject": "Example email subject",
-    "BodyFormat": None,
-    "Body": "Example email body",
-    "Attachments": [],
-}
+from standins.cloud import SEED_EXAMPLE, LocalCloud
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--message", help="a JSON file with the email message (default: the seed's example)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    message = json.loads(Path(args.message).read_text(encoding="utf-8")) if args.message else EXAMPLE
+    message = json.loads(Path(args.message).read_text(encoding="utf-8")) if args.message else SEED_EXAMPLE
 
     with LocalCloud() as cloud:
         cloud.apply(args.credential)

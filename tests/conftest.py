@@ -14,20 +14,7 @@ import pytest
 
 import function_app
 from m365send.wiring import Worker
-from standins.cloud import SENDER, LocalCloud
-
-# The seed page's first example, word for word.
-SEED_MESSAGE: dict[str, Any] = {
-    "To": [{"Name": None, "Address": "recipient@outlook.com"}],
-    "From": {"Name": None, "Address": SENDER},
-    "Cc": [],
-    "Bcc": [],
-    "Priority": None,
-    "Subject": "Example email subject",
-    "BodyFormat": None,
-    "Body": "Example email body",
-    "Attachments": [],
-}
+from standins.cloud import SEED_EXAMPLE, LocalCloud
 
 # Every variable the product or azure-identity reads; each test starts with none of them set.
 _ENV = [
@@ -101,7 +88,7 @@ class SendApi:
 @pytest.fixture
 def seed_message() -> dict[str, Any]:
     """A fresh copy of the seed's example message, safe to modify."""
-    return copy.deepcopy(SEED_MESSAGE)
+    return copy.deepcopy(SEED_EXAMPLE)
 
 
 @pytest.fixture
