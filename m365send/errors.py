@@ -6,6 +6,8 @@
     ├── RequestInvalid            400  dead-letter  the message or request failed validation
     ├── PayloadTooLarge           413  dead-letter  the Graph request would exceed Graph's 4 MB limit
     ├── SenderNotAllowed          403  dead-letter  mailbox or From not in M365_ALLOWED_SENDERS
+    ├── IdempotencyConflict       409  dead-letter  the idempotency key was used for a different message
+    ├── SendInProgress            409  retry        a send with the same idempotency key is under way
     ├── ConfigurationInvalid      500  dead-letter  app settings missing or contradictory
     ├── CredentialError           500  dead-letter  the app's own credential cannot be used
     │   ├── SecretNotFound                          Key Vault has no such secret
@@ -38,6 +40,7 @@ __all__ = [
     "Disposition",
     "FieldProblem",
     "GraphRejected",
+    "IdempotencyConflict",
     "KeyVaultAccessDenied",
     "M365SendError",
     "MailboxNotFound",
@@ -47,6 +50,7 @@ __all__ = [
     "RequestInvalid",
     "SecretNotFound",
     "SendAsDenied",
+    "SendInProgress",
     "SenderNotAllowed",
     "outcome_of",
 ]
@@ -106,6 +110,18 @@ class SenderNotAllowed(M365SendError):
     """The mailbox or From address is not one this deployment may send as."""
 
 
+class IdempotencyConflict(M365SendError):
+    """The idempotency key was first used for a different payload; nothing is sent."""
+
+
+class SendInProgress(M365SendError):
+    """Another attempt holds the key's reservation; ``retry_after`` is when its lease ends."""
+
+    def __init__(self, detail: str, *, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class ConfigurationInvalid(M365SendError):
     """App settings are missing or contradict each other; ``settings`` names them."""
 
@@ -163,11 +179,15 @@ class MailboxNotFound(GraphRejected):
 
 
 class DependencyUnavailable(M365SendError):
-    """A dependency is unreachable or throttling; ``retry_after`` is a hint in seconds."""
+    """A dependency is unreachable or throttling; ``retry_after`` is a hint in seconds.
 
-    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+    ``outcome_unknown`` is set when Graph may have accepted the message before the failure.
+    """
+
+    def __init__(self, detail: str, *, retry_after: float | None = None, outcome_unknown: bool = False) -> None:
         super().__init__(detail, exception="IOException")
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
 
 
 _DL = Disposition.DEAD_LETTER
@@ -178,6 +198,12 @@ OUTCOMES: dict[type[M365SendError], Outcome] = {
     RequestInvalid: Outcome(400, _DL, "validation", "The email message is not valid"),
     PayloadTooLarge: Outcome(413, _DL, "payload-too-large", "The email message is too large"),
     SenderNotAllowed: Outcome(403, _DL, "sender-not-allowed", "Sending as this mailbox is not allowed"),
+    IdempotencyConflict: Outcome(
+        409, _DL, "idempotency-key-conflict", "The idempotency key was already used for a different message"
+    ),
+    SendInProgress: Outcome(
+        409, Disposition.RETRY, "idempotency-key-in-flight", "A send with this idempotency key is in progress"
+    ),
     ConfigurationInvalid: Outcome(500, _DL, "configuration", "The service is not configured correctly"),
     CredentialError: Outcome(500, _DL, "credential", "The service's Microsoft 365 credential cannot be used"),
     GraphRejected: Outcome(502, _DL, "graph-rejected", "Microsoft Graph refused the email"),

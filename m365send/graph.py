@@ -167,7 +167,8 @@ class GraphMailClient:
             raise _Unreachable(type(exc).__name__) from None
         except httpx.TransportError as exc:
             raise DependencyUnavailable(
-                f"Microsoft Graph did not answer ({type(exc).__name__}); the email may or may not have been sent"
+                f"Microsoft Graph did not answer ({type(exc).__name__}); the email may or may not have been sent",
+                outcome_unknown=True,
             ) from None
         if response.status_code == 202:
             return response

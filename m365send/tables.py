@@ -1,0 +1,284 @@
+"""Send records and dead letters in one Azure Table (Azurite locally), via azure-data-tables.
+
+Rows: send records in partitions ``send-XX`` (``XX`` from the key's hash, spreading load), row key
+the SHA-256 of the key; dead letters in partition ``deadletter``, newest first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, UpdateMode
+
+from m365send.errors import DependencyUnavailable
+from m365send.sendlog import Decision, Reservation, SendRecord, SendStatus, decide
+
+__all__ = ["DeadLetter", "TableDeadLetters", "TableSendLog"]
+
+log = logging.getLogger(__name__)
+_DEAD_LETTER_PARTITION = "deadletter"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _address(key: str) -> tuple[str, str]:
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"send-{digest[:2]}", digest
+
+
+def _entity(record: SendRecord) -> dict[str, Any]:
+    partition, row = _address(record.key)
+    return {
+        "PartitionKey": partition,
+        "RowKey": row,
+        "Key": record.key,
+        "Status": record.status.value,
+        "PayloadHash": record.payload_hash,
+        "LeaseUntil": record.lease_until,
+        "ExpiresAt": record.expires_at,
+        "Attempts": record.attempts,
+        "PossibleDuplicate": record.possible_duplicate,
+        "Answer": json.dumps(record.answer) if record.answer is not None else "",
+        "GraphRequestId": record.graph_request_id or "",
+    }
+
+
+def _record(entity: Any) -> SendRecord:
+    return SendRecord(
+        key=entity["Key"],
+        status=SendStatus(entity["Status"]),
+        payload_hash=entity["PayloadHash"],
+        lease_until=entity["LeaseUntil"],
+        expires_at=entity["ExpiresAt"],
+        attempts=int(entity.get("Attempts", 1)),
+        possible_duplicate=bool(entity.get("PossibleDuplicate", False)),
+        answer=json.loads(entity["Answer"]) if entity.get("Answer") else None,
+        graph_request_id=entity.get("GraphRequestId") or None,
+        etag=entity.metadata.get("etag"),
+    )
+
+
+def _unavailable(exc: AzureError) -> DependencyUnavailable:
+    return DependencyUnavailable(f"Table storage is unavailable: {type(exc).__name__}")
+
+
+class TableSendLog:
+    """``SendLog`` over a ``TableClient``; reservations are created or replaced with ETag checks."""
+
+    def __init__(
+        self,
+        *,
+        table: TableClient,
+        lease: timedelta,
+        retention: timedelta,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._table = table
+        self._lease = lease
+        self._retention = retention
+        self._clock = clock
+
+    def get(self, key: str) -> SendRecord | None:
+        """The record of ``key``, if any."""
+        try:
+            return _record(self._table.get_entity(*_address(key)))
+        except ResourceNotFoundError:
+            return None
+
+    def reserve(self, key: str, payload_hash: str) -> Reservation:
+        """Create the key's record, or decide on the one that exists (see ``m365send.sendlog``)."""
+        now = self._clock()
+        fresh = SendRecord(
+            key=key,
+            status=SendStatus.RESERVED,
+            payload_hash=payload_hash,
+            lease_until=now + self._lease,
+            expires_at=now + self._retention,
+        )
+        try:
+            try:
+                created = self._table.create_entity(_entity(fresh))
+                return Reservation(Decision.NEW, replace(fresh, etag=created.get("etag")))
+            except ResourceExistsError:
+                pass
+            existing = self.get(key)
+            decision = decide(existing, payload_hash, now)
+            if existing is None:  # deleted between the two calls: someone released it; try once more
+                return self.reserve(key, payload_hash)
+            if not decision.sends:
+                return Reservation(decision, existing)
+            taken = replace(
+                fresh,
+                attempts=existing.attempts + 1 if decision is Decision.TAKE_OVER else 1,
+                possible_duplicate=decision is Decision.TAKE_OVER,
+            )
+            try:
+                updated = self._table.update_entity(
+                    _entity(taken),
+                    mode=UpdateMode.REPLACE,
+                    etag=existing.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                # Another worker took the key between our read and write: it holds the lease now.
+                return Reservation(Decision.IN_FLIGHT, replace(existing, lease_until=now + self._lease))
+            return Reservation(decision, replace(taken, etag=updated.get("etag")))
+        except AzureError as exc:
+            raise _unavailable(exc) from None
+
+    def _finish(
+        self, reservation: Reservation, status: SendStatus, answer: dict[str, Any], graph_id: str | None
+    ) -> None:
+        record = replace(reservation.record, status=status, answer=answer, graph_request_id=graph_id)
+        try:
+            self._table.update_entity(_entity(record), mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise _unavailable(exc) from None
+
+    def mark_sent(self, reservation: Reservation, *, graph_request_id: str | None, answer: dict[str, Any]) -> None:
+        """Record that Graph accepted the message."""
+        self._finish(reservation, SendStatus.SENT, answer, graph_request_id)
+
+    def mark_failed(self, reservation: Reservation, *, answer: dict[str, Any]) -> None:
+        """Record a permanent failure and its problem."""
+        self._finish(reservation, SendStatus.FAILED, answer, None)
+
+    def release(self, reservation: Reservation) -> None:
+        """Delete our reservation, unless another attempt has taken the key since."""
+        try:
+            self._table.delete_entity(
+                *_address(reservation.record.key),
+                etag=reservation.record.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass
+        except AzureError as exc:
+            log.warning("could not release a reservation; it frees itself when its lease ends: %s", type(exc).__name__)
+
+    def forget(self, key: str) -> None:
+        """Delete the key's record (an operator replaying a dead letter)."""
+        with contextlib.suppress(ResourceNotFoundError):
+            self._table.delete_entity(*_address(key))
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A queue message set aside, with why; ``payload`` is the queue message body as it arrived."""
+
+    id: str
+    key: str
+    kind: str  # invalid | permanent | conflict | exhausted
+    reason: str
+    problem: dict[str, Any]
+    payload: bytes
+    queue_message_id: str
+    dequeue_count: int
+    recorded_at: datetime
+
+
+class TableDeadLetters:
+    """Dead letters in the same table, listed newest first."""
+
+    def __init__(self, *, table: TableClient, clock: Callable[[], datetime] = _now) -> None:
+        self._table = table
+        self._clock = clock
+
+    def add(
+        self,
+        *,
+        key: str,
+        kind: str,
+        problem: dict[str, Any],
+        payload: bytes,
+        queue_message_id: str,
+        dequeue_count: int,
+    ) -> DeadLetter:
+        """Store one dead letter; its id sorts newest first."""
+        now = self._clock()
+        # Inverted milliseconds make the default (ascending) row order newest first.
+        row = f"{10**13 - int(now.timestamp() * 1000):013d}-{uuid.uuid4().hex[:8]}"
+        letter = DeadLetter(
+            id=row,
+            key=key,
+            kind=kind,
+            reason=str(problem.get("detail", "")),
+            problem=problem,
+            payload=payload,
+            queue_message_id=queue_message_id,
+            dequeue_count=dequeue_count,
+            recorded_at=now,
+        )
+        try:
+            self._table.create_entity(
+                {
+                    "PartitionKey": _DEAD_LETTER_PARTITION,
+                    "RowKey": row,
+                    "Key": key,
+                    "Kind": kind,
+                    "Reason": letter.reason[:8000],
+                    "Problem": json.dumps(problem)[:30000],
+                    # Queue messages are at most 64 KB, so the compressed body fits one binary property.
+                    "Payload": zlib.compress(payload),
+                    "QueueMessageId": queue_message_id,
+                    "DequeueCount": dequeue_count,
+                    "RecordedAt": now,
+                }
+            )
+        except AzureError as exc:
+            raise _unavailable(exc) from None
+        return letter
+
+    def list(self, *, limit: int = 100) -> list[DeadLetter]:
+        """The newest ``limit`` dead letters."""
+        rows = self._table.query_entities(f"PartitionKey eq '{_DEAD_LETTER_PARTITION}'", results_per_page=limit)
+        letters = []
+        for entity in rows:
+            letters.append(self._letter(entity))
+            if len(letters) >= limit:
+                break
+        return letters
+
+    def get(self, letter_id: str) -> DeadLetter | None:
+        """One dead letter by id."""
+        try:
+            return self._letter(self._table.get_entity(_DEAD_LETTER_PARTITION, letter_id))
+        except ResourceNotFoundError:
+            return None
+
+    def remove(self, letter_id: str) -> None:
+        """Delete one dead letter (after it was replayed)."""
+        with contextlib.suppress(ResourceNotFoundError):
+            self._table.delete_entity(_DEAD_LETTER_PARTITION, letter_id)
+
+    @staticmethod
+    def _letter(entity: Any) -> DeadLetter:
+        return DeadLetter(
+            id=entity["RowKey"],
+            key=entity["Key"],
+            kind=entity["Kind"],
+            reason=entity["Reason"],
+            problem=json.loads(entity["Problem"]) if entity.get("Problem") else {},
+            payload=zlib.decompress(entity["Payload"]),
+            queue_message_id=entity.get("QueueMessageId", ""),
+            dequeue_count=int(entity.get("DequeueCount", 0)),
+            recorded_at=entity["RecordedAt"],
+        )
