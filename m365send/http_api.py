@@ -12,17 +12,24 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from m365send.envelope import MAX_KEY_LENGTH, payload_hash
 from m365send.errors import (
     ConfigurationInvalid,
     DependencyUnavailable,
+    Disposition,
+    FieldProblem,
     GraphRejected,
+    IdempotencyConflict,
     M365SendError,
     RequestInvalid,
+    SendInProgress,
     outcome_of,
 )
-from m365send.models import parse_message_json
+from m365send.models import SendRequest, parse_message_json
+from m365send.sendlog import Decision, SendLog
 from m365send.service import EmailService, SendReceipt
 
 __all__ = ["HttpResult", "accepted", "handle_send", "problem"]
@@ -83,7 +90,7 @@ def problem(error: M365SendError, *, request_id: str) -> HttpResult:
     if isinstance(error, GraphRejected):
         body["graphCode"] = error.code
         body["graphStatus"] = error.graph_status
-    if isinstance(error, DependencyUnavailable) and error.retry_after is not None:
+    if isinstance(error, (DependencyUnavailable, SendInProgress)) and error.retry_after is not None:
         seconds = max(1, math.ceil(error.retry_after))
         body["retryAfter"] = seconds
         headers["Retry-After"] = str(seconds)
@@ -99,14 +106,27 @@ def _is_uuid(value: str) -> bool:
 
 
 def handle_send(
-    raw: bytes, *, sender: str | None, service: Callable[[], EmailService], request_id: str | None = None
+    raw: bytes,
+    *,
+    sender: str | None,
+    service: Callable[[], EmailService],
+    request_id: str | None = None,
+    idempotency_key: str | None = None,
+    sends: Callable[[], SendLog] | None = None,
 ) -> HttpResult:
-    """Validate ``raw`` (an email message as JSON), then send it through the worker's service."""
+    """Validate ``raw`` (an email message as JSON), then send it through the worker's service.
+
+    With an ``Idempotency-Key``, the first answer for the key is stored and replayed for repeats of
+    the same message; a different message under the same key is 409, and so is a repeat that
+    arrives while the first is still being sent.
+    """
     # Graph wants a GUID for client-request-id; a caller's other value is not trusted to be one.
     request_id = request_id if request_id and _is_uuid(request_id) else str(uuid.uuid4())
     try:
         request = parse_message_json(raw, sender=sender, request_id=request_id)
-        receipt = service().send(request)
+        if idempotency_key is None or sends is None:
+            return accepted(service().send(request))
+        return _send_once(request, idempotency_key, service, sends())
     except M365SendError as error:
         outcome = outcome_of(error)
         log.warning(
@@ -120,4 +140,51 @@ def handle_send(
         return problem(
             M365SendError("an unexpected error occurred; see the logs for this request id"), request_id=request_id
         )
-    return accepted(receipt)
+
+
+def _send_once(request: SendRequest, key: str, service: Callable[[], EmailService], sends: SendLog) -> HttpResult:
+    if not key or len(key) > MAX_KEY_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise RequestInvalid(
+            [
+                FieldProblem(
+                    "Idempotency-Key",
+                    "argument",
+                    f"must be 1 to {MAX_KEY_LENGTH} printable characters",
+                    "ArgumentException",
+                )
+            ]
+        )
+    reservation = sends.reserve(f"http:{key}", payload_hash(request))
+    decision = reservation.decision
+    if decision is Decision.CONFLICT:
+        raise IdempotencyConflict(f"Idempotency-Key '{key}' was already used for a different message")
+    if decision is Decision.IN_FLIGHT:
+        left = reservation.lease_left(datetime.now(UTC)).total_seconds()
+        raise SendInProgress(f"a send with Idempotency-Key '{key}' is in progress", retry_after=max(left, 1.0))
+    if decision in (Decision.ALREADY_SENT, Decision.ALREADY_FAILED) and reservation.record.answer:
+        stored = reservation.record.answer
+        return HttpResult(
+            int(stored["httpStatus"]),
+            stored["body"],
+            {
+                "Content-Type": "application/json" if stored["httpStatus"] < 400 else "application/problem+json",
+                "Idempotent-Replayed": "true",
+            },
+        )
+    try:
+        receipt = service().send(request)
+    except M365SendError as error:
+        if outcome_of(error).disposition is Disposition.RETRY:
+            if not (isinstance(error, DependencyUnavailable) and error.outcome_unknown):
+                sends.release(reservation)
+        else:
+            failed = problem(error, request_id=request.request_id)
+            sends.mark_failed(reservation, answer={"httpStatus": failed.status, "body": failed.body})
+        raise
+    result = accepted(receipt)
+    sends.mark_sent(
+        reservation,
+        graph_request_id=receipt.graph_request_id,
+        answer={"httpStatus": result.status, "body": result.body},
+    )
+    return result

@@ -40,12 +40,34 @@ class Settings(BaseSettings):
     graph_max_attempts: int = Field(default=4, ge=1, le=10, validation_alias="M365_GRAPH_MAX_ATTEMPTS")
     graph_max_retry_wait: float = Field(default=30.0, ge=0, validation_alias="M365_GRAPH_MAX_RETRY_WAIT")
     http_timeout: float = Field(default=30.0, gt=0, validation_alias="M365_HTTP_TIMEOUT")
+    # Storage: the Functions host's own connection, as a connection string (Azurite) or identity-based.
+    storage_connection: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
+    queue_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__queueServiceUri")
+    table_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__tableServiceUri")
+    storage_client_id: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__clientId")
+    queue_name: str = Field(
+        default="email-outbox", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", validation_alias="M365_QUEUE_NAME"
+    )
+    send_table: str = Field(
+        default="emailsends", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", validation_alias="M365_SEND_TABLE"
+    )
+    send_lease_seconds: float = Field(default=300.0, gt=0, validation_alias="M365_SEND_LEASE_SECONDS")
+    idempotency_hours: float = Field(default=168.0, ge=24, validation_alias="M365_IDEMPOTENCY_HOURS")
+    queue_max_attempts: int = Field(default=12, ge=1, validation_alias="M365_QUEUE_MAX_ATTEMPTS")
+    queue_retry_base: float = Field(default=30.0, ge=0, validation_alias="M365_QUEUE_RETRY_BASE_SECONDS")
+    queue_max_delay: float = Field(
+        default=3600.0, ge=0, le=7 * 24 * 3600, validation_alias="M365_QUEUE_MAX_DELAY_SECONDS"
+    )
 
     @field_validator(
         "client_secret_name",
         "certificate_name",
         "certificate_password_name",
         "managed_identity_client_id",
+        "storage_connection",
+        "queue_service_uri",
+        "table_service_uri",
+        "storage_client_id",
         mode="before",
     )
     @classmethod

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httpx
+from azure.core.exceptions import AzureError
+from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
 
+from m365send.client import OutboxClient
 from m365send.credentials import AppCredentialSource, VaultCertificate, VaultClientSecret
+from m365send.errors import ConfigurationInvalid, DependencyUnavailable
 from m365send.graph import GraphMailClient
 from m365send.keyvault import KeyVaultSecrets
+from m365send.outbox import OutboxProcessor
 from m365send.service import EmailService
 from m365send.settings import DEFAULT_AUTHORITY_HOST, Settings, load_settings
+from m365send.tables import TableDeadLetters, TableSendLog
 from m365send.tokens import GraphTokens
 
-__all__ = ["Worker", "build_service"]
+__all__ = ["Storage", "Worker", "build_outbox", "build_service", "build_storage"]
 
 
 def _vault_credential(settings: Settings) -> DefaultAzureCredential:
@@ -67,6 +75,63 @@ def build_service(settings: Settings) -> EmailService:
     return EmailService(tokens=tokens, mail=mail, default_sender=settings.sender, allowed_senders=settings.senders)
 
 
+@dataclass(frozen=True)
+class Storage:
+    """The worker's Table and Queue adapters."""
+
+    sends: TableSendLog
+    dead_letters: TableDeadLetters
+    outbox: OutboxClient
+
+
+def build_storage(settings: Settings) -> Storage:
+    """Table and queue clients from the Functions host's own storage connection (created once)."""
+    if settings.storage_connection:
+        tables = TableServiceClient.from_connection_string(settings.storage_connection)
+        outbox = OutboxClient.from_connection_string(settings.storage_connection, settings.queue_name)
+    elif settings.queue_service_uri and settings.table_service_uri:
+        credential = DefaultAzureCredential(
+            managed_identity_client_id=settings.storage_client_id or settings.managed_identity_client_id
+        )
+        tables = TableServiceClient(endpoint=settings.table_service_uri, credential=credential)
+        outbox = OutboxClient.from_queue_url(
+            f"{settings.queue_service_uri.rstrip('/')}/{settings.queue_name}", credential=credential
+        )
+    else:
+        raise ConfigurationInvalid(
+            "set AzureWebJobsStorage (a connection string) or AzureWebJobsStorage__queueServiceUri and "
+            "AzureWebJobsStorage__tableServiceUri (identity-based) for queued and idempotent sends",
+            settings=["AzureWebJobsStorage"],
+            exception="PropertyNullException",
+        )
+    try:
+        table = tables.create_table_if_not_exists(settings.send_table)
+    except AzureError as exc:
+        raise DependencyUnavailable(f"Table storage is unavailable: {type(exc).__name__}") from None
+    return Storage(
+        sends=TableSendLog(
+            table=table,
+            lease=timedelta(seconds=settings.send_lease_seconds),
+            retention=timedelta(hours=settings.idempotency_hours),
+        ),
+        dead_letters=TableDeadLetters(table=table),
+        outbox=outbox,
+    )
+
+
+def build_outbox(settings: Settings, service: EmailService, storage: Storage) -> OutboxProcessor:
+    """The queue processor over the worker's service and storage."""
+    return OutboxProcessor(
+        service=service,
+        sends=storage.sends,
+        dead_letters=storage.dead_letters,
+        requeue=storage.outbox,
+        max_attempts=settings.queue_max_attempts,
+        retry_base=settings.queue_retry_base,
+        max_delay=settings.queue_max_delay,
+    )
+
+
 class Worker:
     """Builds the service on first use and keeps it for the worker's life (the warm-instance caches live in it).
 
@@ -80,14 +145,42 @@ class Worker:
         settings: Callable[[], Settings] = load_settings,
         build: Callable[[Settings], EmailService] = build_service,
     ) -> None:
-        self._settings = settings
+        self._load_settings = settings
         self._build = build
+        self._settings: Settings | None = None
         self._service: EmailService | None = None
-        self._lock = threading.Lock()
+        self._storage: Storage | None = None
+        self._outbox: OutboxProcessor | None = None
+        self._lock = threading.RLock()
+
+    def settings(self) -> Settings:
+        """The worker's settings, read once."""
+        with self._lock:
+            if self._settings is None:
+                self._settings = self._load_settings()
+            return self._settings
 
     def service(self) -> EmailService:
         """The worker's service, built once."""
         with self._lock:
             if self._service is None:
-                self._service = self._build(self._settings())
+                self._service = self._build(self.settings())
             return self._service
+
+    def storage(self) -> Storage:
+        """The worker's Table and Queue adapters, built once."""
+        with self._lock:
+            if self._storage is None:
+                self._storage = build_storage(self.settings())
+            return self._storage
+
+    def sends(self) -> TableSendLog:
+        """Send records, for idempotent HTTP sends."""
+        return self.storage().sends
+
+    def outbox(self) -> OutboxProcessor:
+        """The queue processor, built once."""
+        with self._lock:
+            if self._outbox is None:
+                self._outbox = build_outbox(self.settings(), self.service(), self.storage())
+            return self._outbox

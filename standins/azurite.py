@@ -13,7 +13,7 @@ __all__ = ["Azurite"]
 
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key (published in its documentation); not a secret.
-KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # noqa: S105
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,10 +38,23 @@ class Azurite:
         self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
         self._process = subprocess.Popen(  # noqa: S603 - a fixed local binary
             [
-                str(binary), "--silent", "--inMemoryPersistence", "--skipApiVersionCheck", "--loose",
-                "--blobHost", "127.0.0.1", "--blobPort", str(self.ports["blob"]),
-                "--queueHost", "127.0.0.1", "--queuePort", str(self.ports["queue"]),
-                "--tableHost", "127.0.0.1", "--tablePort", str(self.ports["table"]),
+                str(binary),
+                "--silent",
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.ports["blob"]),
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                str(self.ports["queue"]),
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(self.ports["table"]),
             ],
             cwd=self._workdir.name,
             stdout=subprocess.DEVNULL,
@@ -54,7 +67,9 @@ class Azurite:
         pending = set(self.ports.values())
         while pending and time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"Azurite exited: {self._process.stderr.read().decode() if self._process.stderr else ''}")
+                raise RuntimeError(
+                    f"Azurite exited: {self._process.stderr.read().decode() if self._process.stderr else ''}"
+                )
             for port in list(pending):
                 with socket.socket() as probe:
                     if probe.connect_ex(("127.0.0.1", port)) == 0:

@@ -25,9 +25,17 @@ def test_importing_the_app_reads_no_settings_and_the_core_imports_no_azure_funct
         "import m365send.wiring, m365send.http_api\n"
         "assert 'azure.functions' not in sys.modules, 'core imported azure.functions'\n"
         "import function_app\n"
-        "print(len(function_app.app.get_functions()))\n"
+        "print(sorted(f.get_function_name() for f in function_app.app.get_functions()))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "1"
+    assert result.stdout.strip() == "['outbox', 'send']"
+
+
+def test_outbox_is_a_queue_trigger_on_the_configured_queue_over_the_host_storage() -> None:
+    outbox = indexed_functions()["outbox"]
+    [trigger] = [b for b in outbox.get_bindings() if b.type == "queueTrigger"]
+
+    assert trigger.queue_name == "email-outbox"
+    assert trigger.connection == "AzureWebJobsStorage"
