@@ -93,12 +93,9 @@ class Azurite:
         )
 
     def close(self) -> None:
-        """Stop Azurite."""
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
+        """Stop Azurite (its data is in memory only, so there is nothing to shut down cleanly)."""
+        self._process.kill()
+        self._process.wait(timeout=10)
         if self._process.stderr:
             self._process.stderr.close()
         self._workdir.cleanup()

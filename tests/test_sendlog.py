@@ -1,0 +1,85 @@
+"""The pure decision on an existing send record, and the queue envelope. No I/O."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from m365send.envelope import envelope_schema, idempotency_request_id, key_of, parse_queue_message
+from m365send.errors import RequestInvalid
+from m365send.sendlog import Decision, SendRecord, SendStatus, decide
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def record(status: SendStatus, *, lease: int = 60, expires: int = 3600, payload: str = "h") -> SendRecord:
+    return SendRecord(
+        key="k",
+        status=status,
+        payload_hash=payload,
+        lease_until=NOW + timedelta(seconds=lease),
+        expires_at=NOW + timedelta(seconds=expires),
+    )
+
+
+@pytest.mark.parametrize(
+    ("existing", "expected"),
+    [
+        (None, Decision.NEW),
+        (record(SendStatus.SENT, expires=-1), Decision.NEW),
+        (record(SendStatus.SENT, payload="other"), Decision.CONFLICT),
+        (record(SendStatus.SENT), Decision.ALREADY_SENT),
+        (record(SendStatus.FAILED), Decision.ALREADY_FAILED),
+        (record(SendStatus.RESERVED, lease=30), Decision.IN_FLIGHT),
+        (record(SendStatus.RESERVED, lease=-1), Decision.TAKE_OVER),
+        (record(SendStatus.RESERVED, payload="other"), Decision.CONFLICT),
+    ],
+    ids=["none", "expired", "conflict", "sent", "failed", "in-flight", "lease-over", "conflict-in-flight"],
+)
+def test_decision_on_an_existing_record(existing: SendRecord | None, expected: Decision) -> None:
+    assert decide(existing, "h", NOW) is expected
+
+
+def test_only_new_and_take_over_send() -> None:
+    assert {d for d in Decision if d.sends} == {Decision.NEW, Decision.TAKE_OVER}
+
+
+def test_envelope_and_bare_message_with_the_same_content_hash_alike(seed_message: dict[str, Any]) -> None:
+    envelope = parse_queue_message(json.dumps({"id": "k", "message": seed_message}).encode(), queue_message_id="q")
+    bare = parse_queue_message(json.dumps(seed_message).encode(), queue_message_id="q")
+
+    assert envelope.key == "k"
+    assert bare.key == "q"
+    assert envelope.payload_hash == bare.payload_hash
+
+
+def test_every_attempt_of_a_key_shares_one_client_request_id(seed_message: dict[str, Any]) -> None:
+    queued = parse_queue_message(json.dumps({"id": "k", "message": seed_message}).encode(), queue_message_id="q")
+
+    assert queued.request.request_id == idempotency_request_id("k")
+    requeued = parse_queue_message(queued.envelope_json(attempt=3).encode(), queue_message_id="other")
+    assert requeued.request.request_id == queued.request.request_id
+    assert requeued.attempt == 3
+    assert requeued.payload_hash == queued.payload_hash
+
+
+def test_unknown_envelope_field_is_named(seed_message: dict[str, Any]) -> None:
+    with pytest.raises(RequestInvalid) as caught:
+        parse_queue_message(json.dumps({"message": seed_message, "priority": 1}).encode(), queue_message_id="q")
+
+    assert caught.value.problems[0].field == "Envelope.priority"
+
+
+def test_key_of_an_invalid_message_falls_back_to_the_queue_message_id() -> None:
+    assert key_of(b"not json", queue_message_id="q") == "q"
+    assert key_of(b'{"id": "k", "message": null}', queue_message_id="q") == "k"
+
+
+def test_published_schema_matches_the_model() -> None:
+    published = Path(__file__).resolve().parent.parent / "schemas" / "queue-envelope.schema.json"
+
+    assert json.loads(published.read_text()) == envelope_schema(), "regenerate: python -m m365send.envelope"
