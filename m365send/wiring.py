@@ -104,10 +104,14 @@ def build_storage(settings: Settings) -> Storage:
             settings=["AzureWebJobsStorage"],
             exception="PropertyNullException",
         )
-    try:
-        table = tables.create_table_if_not_exists(settings.send_table)
-    except AzureError as exc:
-        raise DependencyUnavailable(f"Table storage is unavailable: {type(exc).__name__}") from None
+    table = tables.get_table_client(settings.send_table)
+    if settings.storage_connection:
+        # Local storage (Azurite) starts empty; in Azure the Bicep creates the table, and the app's
+        # role is scoped to that one table, so it could not create tables anyway.
+        try:
+            tables.create_table_if_not_exists(settings.send_table)
+        except AzureError as exc:
+            raise DependencyUnavailable(f"Table storage is unavailable: {type(exc).__name__}") from None
     return Storage(
         sends=TableSendLog(
             table=table,

@@ -1,0 +1,220 @@
+// m365send: Function App (Flex Consumption, Python 3.11) that sends email as a Microsoft 365
+// mailbox through Microsoft Graph, with its storage, Key Vault, identity, RBAC and monitoring.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment; used in resource names and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region for every resource (one that offers Flex Consumption).')
+param location string
+
+@description('Object id of the user deploying (azd sets it), so they may upload the deployment package.')
+param principalId string = ''
+
+// --- Microsoft 365 ---------------------------------------------------------------------------
+@description('Entra tenant of the app registration that has Graph Mail.Send.')
+param m365TenantId string = subscription().tenantId
+@description('Client id of that app registration.')
+param m365ClientId string
+@description('Default mailbox to send as: UPN or object id.')
+param m365Sender string
+@description('Other mailboxes and From addresses requests may use, comma-separated. Required when m365Sender is an object id.')
+param m365AllowedSenders string = ''
+@allowed(['secret', 'certificate'])
+@description('How the app registration authenticates: a client secret or a PFX certificate, both kept in Key Vault.')
+param credentialType string = 'secret'
+param clientSecretName string = 'm365-client-secret'
+param certificateName string = 'm365-certificate'
+@description('Key Vault secret holding the PFX password; empty when the PFX has none (a Key Vault certificate has none).')
+param certificatePasswordName string = ''
+param authorityHost string = 'https://login.microsoftonline.com'
+param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
+
+// --- behaviour ---------------------------------------------------------------------------------
+param queueName string = 'email-outbox'
+param sendTableName string = 'emailsends'
+param attachmentContainerName string = 'attachments'
+param secretCacheSeconds int = 3600
+param graphMaxAttempts int = 4
+param graphMaxRetryWaitSeconds int = 30
+param httpTimeoutSeconds int = 30
+param sendLeaseSeconds int = 300
+param idempotencyHours int = 168
+param queueMaxAttempts int = 12
+param queueRetryBaseSeconds int = 30
+param queueMaxDelaySeconds int = 3600
+
+// --- options and names ---------------------------------------------------------------------------
+@description('Use this existing Key Vault (RBAC mode) instead of creating one.')
+param existingKeyVaultName string = ''
+@description('Resource group of the existing Key Vault (default: this deployment\'s group).')
+param existingKeyVaultResourceGroup string = ''
+@description('VNet integration and private endpoints for storage and Key Vault; public access to them is then disabled.')
+param privateNetworking bool = false
+param resourceGroupName string = ''
+param functionAppName string = ''
+param functionPlanName string = ''
+param storageAccountName string = ''
+param keyVaultName string = ''
+param identityName string = ''
+param logAnalyticsName string = ''
+param applicationInsightsName string = ''
+param vnetName string = ''
+
+var abbrs = loadJsonContent('./abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName, service: 'm365send' }
+var functionName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunctions}m365send-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionName, 32)}-${take(resourceToken, 7)}'
+var useExistingVault = !empty(existingKeyVaultName)
+var vaultName = useExistingVault ? existingKeyVaultName : (!empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}')
+var vaultResourceGroup = useExistingVault && !empty(existingKeyVaultResourceGroup) ? existingKeyVaultResourceGroup : rg.name
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: !empty(identityName) ? identityName : '${abbrs.managedIdentityUserAssignedIdentities}m365send-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: !empty(logAnalyticsName) ? logAnalyticsName : '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: !empty(applicationInsightsName) ? applicationInsightsName : '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    queueName: queueName
+    tableName: sendTableName
+    attachmentContainerName: attachmentContainerName
+    deploymentContainerName: deploymentContainerName
+    privateNetworking: privateNetworking
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = if (!useExistingVault) {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: vaultName
+    location: location
+    tags: tags
+    privateNetworking: privateNetworking
+  }
+}
+
+module keyVaultAccess 'app/keyvault-access.bicep' = {
+  name: 'keyvault-access'
+  scope: resourceGroup(vaultResourceGroup)
+  params: {
+    keyVaultName: vaultName
+    principalId: identity.outputs.principalId
+  }
+  dependsOn: [keyVault]
+}
+
+module network 'app/network.bicep' = if (privateNetworking) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: !empty(vnetName) ? vnetName : '${abbrs.networkVirtualNetworks}${resourceToken}'
+    location: location
+    tags: tags
+    storageAccountId: storage.outputs.id
+    keyVaultId: resourceId(subscription().subscriptionId, vaultResourceGroup, 'Microsoft.KeyVault/vaults', vaultName)
+  }
+  dependsOn: [keyVault]
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    queueName: queueName
+    tableName: sendTableName
+    attachmentContainerName: attachmentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    principalId: identity.outputs.principalId
+    deployerPrincipalId: principalId
+  }
+}
+
+module function 'app/function.bicep' = {
+  name: 'function'
+  scope: rg
+  params: {
+    name: functionName
+    planName: !empty(functionPlanName) ? functionPlanName : '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
+    appSettings: {
+      M365_TENANT_ID: m365TenantId
+      M365_CLIENT_ID: m365ClientId
+      KEY_VAULT_URL: keyVaultAccess.outputs.uri
+      M365_CLIENT_SECRET_NAME: credentialType == 'secret' ? clientSecretName : ''
+      M365_CERTIFICATE_NAME: credentialType == 'certificate' ? certificateName : ''
+      M365_CERTIFICATE_PASSWORD_NAME: credentialType == 'certificate' ? certificatePasswordName : ''
+      M365_SENDER: m365Sender
+      M365_ALLOWED_SENDERS: m365AllowedSenders
+      AZURE_CLIENT_ID: identity.outputs.clientId
+      M365_AUTHORITY_HOST: authorityHost
+      GRAPH_BASE_URL: graphBaseUrl
+      M365_SECRET_CACHE_SECONDS: string(secretCacheSeconds)
+      M365_GRAPH_MAX_ATTEMPTS: string(graphMaxAttempts)
+      M365_GRAPH_MAX_RETRY_WAIT: string(graphMaxRetryWaitSeconds)
+      M365_HTTP_TIMEOUT: string(httpTimeoutSeconds)
+      M365_QUEUE_NAME: queueName
+      M365_SEND_TABLE: sendTableName
+      M365_SEND_LEASE_SECONDS: string(sendLeaseSeconds)
+      M365_IDEMPOTENCY_HOURS: string(idempotencyHours)
+      M365_QUEUE_MAX_ATTEMPTS: string(queueMaxAttempts)
+      M365_QUEUE_RETRY_BASE_SECONDS: string(queueRetryBaseSeconds)
+      M365_QUEUE_MAX_DELAY_SECONDS: string(queueMaxDelaySeconds)
+    }
+  }
+  dependsOn: [rbac]
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = function.outputs.name
+output SEND_URL string = 'https://${function.outputs.defaultHostName}/api/send'
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output OUTBOX_QUEUE_URL string = '${storage.outputs.queueEndpoint}${queueName}'
+output OUTBOX_QUEUE_NAME string = queueName
+output SEND_TABLE_NAME string = sendTableName
+output AZURE_KEY_VAULT_NAME string = vaultName
+output AZURE_KEY_VAULT_URI string = keyVaultAccess.outputs.uri
+output AZURE_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
