@@ -35,6 +35,8 @@ from m365send.errors import (
     RecipientsRejected,
     SendAsDenied,
 )
+from m365send.logcontext import add_log_context
+from m365send.telemetry import GRAPH_DURATION, THROTTLING_WAIT
 
 __all__ = ["GraphMailClient", "GraphReceipt", "parse_retry_after"]
 
@@ -161,6 +163,7 @@ class GraphMailClient:
         )
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        started = time.perf_counter()
         try:
             response = self._http.post(url, content=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -170,6 +173,8 @@ class GraphMailClient:
                 f"Microsoft Graph did not answer ({type(exc).__name__}); the email may or may not have been sent",
                 outcome_unknown=True,
             ) from None
+        GRAPH_DURATION.record((time.perf_counter() - started) * 1000, {"status": response.status_code})
+        add_log_context(graph_request_id=response.headers.get("request-id"))
         if response.status_code == 202:
             return response
         if response.status_code in _RETRY_STATUSES:
@@ -183,9 +188,10 @@ class GraphMailClient:
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, _Throttled) and error.retry_after is not None:
-            return error.retry_after
-        return float(self._backoff(state))
+        wait = error.retry_after if isinstance(error, _Throttled) and error.retry_after is not None else None
+        wait = float(self._backoff(state)) if wait is None else wait
+        THROTTLING_WAIT.record(wait)
+        return wait
 
     @staticmethod
     def _rejection(response: httpx.Response) -> GraphRejected | PayloadTooLarge:

@@ -28,9 +28,11 @@ from m365send.errors import (
     SendInProgress,
     outcome_of,
 )
+from m365send.logcontext import log_context
 from m365send.models import SendRequest, parse_message_json
 from m365send.sendlog import Decision, SendLog
 from m365send.service import EmailService, SendReceipt
+from m365send.telemetry import FAILURES
 
 __all__ = ["HttpResult", "accepted", "handle_send", "problem"]
 
@@ -122,24 +124,23 @@ def handle_send(
     """
     # Graph wants a GUID for client-request-id; a caller's other value is not trusted to be one.
     request_id = request_id if request_id and _is_uuid(request_id) else str(uuid.uuid4())
-    try:
-        request = parse_message_json(raw, sender=sender, request_id=request_id)
-        if idempotency_key is None or sends is None:
-            return accepted(service().send(request))
-        return _send_once(request, idempotency_key, service, sends())
-    except M365SendError as error:
-        outcome = outcome_of(error)
-        log.warning(
-            "send refused: %s",
-            error.detail,
-            extra={"request_id": request_id, "problem": outcome.slug, "status": outcome.status},
-        )
-        return problem(error, request_id=request_id)
-    except Exception:
-        log.exception("send failed unexpectedly", extra={"request_id": request_id})
-        return problem(
-            M365SendError("an unexpected error occurred; see the logs for this request id"), request_id=request_id
-        )
+    with log_context(request_id=request_id, idempotency_key=idempotency_key):
+        try:
+            request = parse_message_json(raw, sender=sender, request_id=request_id)
+            if idempotency_key is None or sends is None:
+                return accepted(service().send(request))
+            return _send_once(request, idempotency_key, service, sends())
+        except M365SendError as error:
+            outcome = outcome_of(error)
+            FAILURES.add(1, {"reason": outcome.slug, "trigger": "http"})
+            log.warning("send refused: %s", error.detail, extra={"problem": outcome.slug, "status": outcome.status})
+            return problem(error, request_id=request_id)
+        except Exception:
+            FAILURES.add(1, {"reason": "internal", "trigger": "http"})
+            log.exception("send failed unexpectedly")
+            return problem(
+                M365SendError("an unexpected error occurred; see the logs for this request id"), request_id=request_id
+            )
 
 
 def _send_once(request: SendRequest, key: str, service: Callable[[], EmailService], sends: SendLog) -> HttpResult:

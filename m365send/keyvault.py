@@ -19,6 +19,7 @@ from azure.core.exceptions import (
 from azure.keyvault.secrets import SecretClient
 
 from m365send.errors import CredentialError, DependencyUnavailable, KeyVaultAccessDenied, SecretNotFound
+from m365send.telemetry import KEY_VAULT_READS
 
 __all__ = ["KeyVaultSecrets", "Secret", "SecretSource"]
 
@@ -93,6 +94,7 @@ class KeyVaultSecrets:
             if exc.status_code in (429, 500, 502, 503, 504):
                 raise DependencyUnavailable(f"Key Vault {vault} answered {exc.status_code}") from None
             raise CredentialError(f"Key Vault {vault} refused to read '{name}': {_first_line(exc)}") from None
+        KEY_VAULT_READS.add(1)
         log.info("read Key Vault secret", extra={"secret_name": name, "secret_version": bundle.properties.version})
         return Secret(
             name=name,

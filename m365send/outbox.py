@@ -24,8 +24,10 @@ from m365send.errors import (
     outcome_of,
 )
 from m365send.http_api import accepted, problem
+from m365send.logcontext import log_context
 from m365send.sendlog import Decision, Reservation, SendLog
 from m365send.service import EmailService
+from m365send.telemetry import FAILURES
 
 __all__ = ["DeadLetterSink", "OutboxProcessor", "QueueResult", "Requeue"]
 
@@ -91,6 +93,10 @@ class OutboxProcessor:
 
     def process(self, body: bytes, *, message_id: str, dequeue_count: int) -> QueueResult:
         """Handle one queue message body; returns normally unless the message should be retried by the host."""
+        with log_context(idempotency_key=key_of(body, queue_message_id=message_id), queue_message_id=message_id):
+            return self._process(body, message_id, dequeue_count)
+
+    def _process(self, body: bytes, message_id: str, dequeue_count: int) -> QueueResult:
         try:
             queued = parse_queue_message(body, queue_message_id=message_id)
         except RequestInvalid as error:
@@ -104,7 +110,7 @@ class OutboxProcessor:
             )
             return self._dead_letter(queued.key, "conflict", conflict, body, message_id, dequeue_count)
         if decision in (Decision.ALREADY_SENT, Decision.ALREADY_FAILED):
-            log.info("duplicate queue message acknowledged", extra={"idempotency_key": queued.key})
+            log.info("duplicate queue message acknowledged")
             return QueueResult("duplicate", queued.key, detail=decision.value)
         if decision is Decision.IN_FLIGHT:
             delay = reservation.lease_left(datetime.now(UTC)).total_seconds() + 1
@@ -113,7 +119,7 @@ class OutboxProcessor:
             log.warning(
                 "an earlier attempt stopped after reserving this key; Graph may already have the message, "
                 "so this send may duplicate it",
-                extra={"idempotency_key": queued.key, "attempts": reservation.record.attempts},
+                extra={"attempts": reservation.record.attempts},
             )
         return self._send(queued, reservation, body, message_id, dequeue_count)
 
@@ -144,6 +150,7 @@ class OutboxProcessor:
         message_id: str,
         dequeue_count: int,
     ) -> QueueResult:
+        FAILURES.add(1, {"reason": outcome_of(error).slug, "trigger": "queue", "disposition": "retry"})
         unknown = isinstance(error, DependencyUnavailable) and error.outcome_unknown
         if not unknown:
             self._sends.release(reservation)
@@ -163,7 +170,7 @@ class OutboxProcessor:
         self._requeue.requeue(queued.envelope_json(attempt=attempt), delay=delay)
         log.info(
             "queue message handed back for later",
-            extra={"idempotency_key": queued.key, "attempt": attempt, "delay_seconds": delay},
+            extra={"attempt": attempt, "delay_seconds": delay},
         )
         return QueueResult("requeued", queued.key, delay=delay, detail=why)
 
@@ -171,13 +178,14 @@ class OutboxProcessor:
         self, key: str, kind: str, error: M365SendError, body: bytes, message_id: str, dequeue_count: int
     ) -> QueueResult:
         details = problem(error, request_id=message_id).body
+        FAILURES.add(1, {"reason": details["type"].rsplit(":", 1)[-1], "trigger": "queue", "disposition": kind})
         self._dead_letters.add(
             key=key, kind=kind, problem=details, payload=body, queue_message_id=message_id, dequeue_count=dequeue_count
         )
         log.warning(
             "queue message dead-lettered: %s",
             error.detail,
-            extra={"idempotency_key": key, "kind": kind, "problem": details["type"]},
+            extra={"kind": kind, "problem": details["type"]},
         )
         return QueueResult("dead-lettered", key, detail=error.detail)
 

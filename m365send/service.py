@@ -14,7 +14,9 @@ from typing import Protocol
 from m365send.errors import SenderNotAllowed
 from m365send.graph import GraphReceipt
 from m365send.graph_message import encode_send_mail
+from m365send.logcontext import log_context
 from m365send.models import SendRequest
+from m365send.telemetry import SENDS, tracer
 
 __all__ = ["EmailService", "MailSender", "SendReceipt", "TokenProvider"]
 
@@ -76,19 +78,28 @@ class EmailService:
 
     def send(self, request: SendRequest) -> SendReceipt:
         """Check the sender, build the Graph body, get a token and send. Nothing is sent on any error."""
-        mailbox = self.check_sender(request)
-        body = encode_send_mail(request.message)
-        token = self._tokens.token()
-        receipt = self._mail.send_mail(mailbox=mailbox, body=body, token=token, client_request_id=request.request_id)
-        log.info(
-            "email accepted by Graph",
-            extra={
-                "request_id": request.request_id,
-                "mailbox": mailbox,
-                "graph_request_id": receipt.request_id,
-                "attempts": receipt.attempts,
-            },
-        )
+        with (
+            log_context(
+                request_id=request.request_id,
+                client_request_id=request.request_id,
+                mailbox=request.sender or self._default_sender,
+            ),
+            tracer.start_as_current_span("m365send.send") as span,
+        ):
+            span.set_attribute("m365send.request_id", request.request_id)
+            mailbox = self.check_sender(request)
+            body = encode_send_mail(request.message)
+            token = self._tokens.token()
+            receipt = self._mail.send_mail(
+                mailbox=mailbox, body=body, token=token, client_request_id=request.request_id
+            )
+            span.set_attribute("m365send.graph_request_id", receipt.request_id or "")
+            SENDS.add(1)
+            return self._accepted(request, mailbox, receipt)
+
+    def _accepted(self, request: SendRequest, mailbox: str, receipt: GraphReceipt) -> SendReceipt:
+        # request_id, mailbox and graph_request_id come from the log context.
+        log.info("email accepted by Graph", extra={"attempts": receipt.attempts})
         return SendReceipt(
             request_id=request.request_id,
             mailbox=mailbox,

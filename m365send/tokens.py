@@ -18,6 +18,7 @@ import requests
 
 from m365send.credentials import AppCredential, AppCredentialSource
 from m365send.errors import CredentialRejected, DependencyUnavailable
+from m365send.telemetry import TOKEN_REQUESTS
 
 __all__ = ["GraphTokens"]
 
@@ -74,6 +75,7 @@ class GraphTokens:
             raise DependencyUnavailable(f"Entra ID at {self._authority} is unavailable: {exc}") from None
         except ValueError as exc:  # msal raises this on a response that is not JSON, e.g. a proxy's 502 page
             raise DependencyUnavailable(f"Entra ID at {self._authority} gave an unreadable answer: {exc}") from None
+        TOKEN_REQUESTS.add(1, {"cache": "miss" if result.get("token_source") == "identity_provider" else "hit"})
         if result.get("token_source") == "identity_provider":
             log.info("fetched a Graph token from Entra ID", extra={"expires_in": result.get("expires_in")})
         return dict(result)
