@@ -41,8 +41,8 @@ def totals() -> dict[tuple[str, tuple[tuple[str, Any], ...]], float]:
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 for point in metric.data.data_points:
-                    value = getattr(point, "value", None)
-                    value = getattr(point, "count", 0) if value is None else value
+                    # Counters have a value, histograms a count of records.
+                    value = float(getattr(point, "value", None) or getattr(point, "count", 0) or 0)
                     key = (metric.name, tuple(sorted(dict(point.attributes or {}).items())))
                     found[key] = found.get(key, 0) + value
     return found
