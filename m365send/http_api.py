@@ -32,13 +32,15 @@ from m365send.logcontext import log_context
 from m365send.models import SendRequest, parse_message_json
 from m365send.sendlog import Decision, SendLog
 from m365send.service import EmailService, SendReceipt
+from m365send.settings import Settings
 from m365send.telemetry import FAILURES
 
-__all__ = ["HttpResult", "accepted", "handle_send", "problem"]
+__all__ = ["HttpResult", "accepted", "handle_send", "health", "problem"]
 
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "urn:m365send:problem:"
+_JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ def handle_send(
     request_id: str | None = None,
     idempotency_key: str | None = None,
     sends: Callable[[], SendLog] | None = None,
+    validate_only: bool = False,
 ) -> HttpResult:
     """Validate ``raw`` (an email message as JSON), then send it through the worker's service.
 
@@ -127,6 +130,9 @@ def handle_send(
     with log_context(request_id=request_id, idempotency_key=idempotency_key):
         try:
             request = parse_message_json(raw, sender=sender, request_id=request_id)
+            if validate_only:
+                mailbox = service().check(request)
+                return HttpResult(200, {"status": "valid", "requestId": request_id, "mailbox": mailbox}, _JSON)
             if idempotency_key is None or sends is None:
                 return accepted(service().send(request))
             return _send_once(request, idempotency_key, service, sends())
@@ -189,3 +195,19 @@ def _send_once(request: SendRequest, key: str, service: Callable[[], EmailServic
         answer={"httpStatus": result.status, "body": result.body},
     )
     return result
+
+
+def health(settings: Callable[[], Settings]) -> HttpResult:
+    """Configuration health: 200 when the settings are usable, 503 naming each bad setting (never a value)."""
+    try:
+        current = settings()
+    except ConfigurationInvalid as error:
+        body = {"status": "unhealthy", "problems": [{"settings": list(error.settings), "detail": error.detail}]}
+        return HttpResult(503, body, _JSON)
+    storage = bool(current.storage_connection or (current.queue_service_uri and current.table_service_uri))
+    checks = {
+        "settings": "ok",
+        "credential": "certificate" if current.certificate_name else "client secret",
+        "storage": "ok" if storage else "not configured: queued and idempotent sends are unavailable",
+    }
+    return HttpResult(200, {"status": "healthy" if storage else "degraded", "checks": checks}, _JSON)

@@ -107,8 +107,14 @@ class _Model(BaseModel):
 class EmailAddress(_Model):
     """A mailbox: ``Address`` is required and must be a valid RFC 5321 address."""
 
-    name: str | None = Field(default=None, validation_alias=_alias("Name"))
-    address: str = Field(validation_alias=_alias("Address"))
+    name: str | None = Field(
+        default=None, validation_alias=_alias("Name"), title="Name", description="Display name, e.g. Ann Smith."
+    )
+    address: str = Field(
+        validation_alias=_alias("Address"),
+        title="Address",
+        description="Email address (RFC 5321), e.g. ann@contoso.com.",
+    )
 
     @field_validator("name", mode="before")
     @classmethod
@@ -139,11 +145,28 @@ class EmailAddress(_Model):
 class Attachment(_Model):
     """A file attached inline as base64 (Graph ``fileAttachment``)."""
 
-    name: str = Field(validation_alias=_alias("Name"))
-    content_bytes: str = Field(validation_alias=_alias("ContentBytes"))
-    content_type: str = Field(default="application/octet-stream", validation_alias=_alias("ContentType"))
-    is_inline: bool = Field(default=False, validation_alias=_alias("IsInline"))
-    content_id: str | None = Field(default=None, validation_alias=_alias("ContentId"))
+    name: str = Field(validation_alias=_alias("Name"), title="File name", description="Name shown to recipients.")
+    content_bytes: str = Field(
+        validation_alias=_alias("ContentBytes"), title="Content", description="The file's content, base64-encoded."
+    )
+    content_type: str = Field(
+        default="application/octet-stream",
+        validation_alias=_alias("ContentType"),
+        title="Content type",
+        description="MIME type, e.g. application/pdf.",
+    )
+    is_inline: bool = Field(
+        default=False,
+        validation_alias=_alias("IsInline"),
+        title="Inline",
+        description="Show inside an HTML body (refer to it as cid:ContentId).",
+    )
+    content_id: str | None = Field(
+        default=None,
+        validation_alias=_alias("ContentId"),
+        title="Content id",
+        description='Id an HTML body uses to show an inline image: <img src="cid:logo">.',
+    )
 
     @field_validator("name", mode="before")
     @classmethod
@@ -188,15 +211,38 @@ class Attachment(_Model):
 class EmailMessage(_Model):
     """The seed block's ``EmailMessage``: To and From are required, everything else has a default."""
 
-    to: list[EmailAddress] = Field(validation_alias=_alias("To"))
-    from_: EmailAddress = Field(validation_alias=_alias("From"))
-    cc: list[EmailAddress] = Field(default_factory=list, validation_alias=_alias("Cc"))
-    bcc: list[EmailAddress] = Field(default_factory=list, validation_alias=_alias("Bcc"))
-    priority: Priority = Field(default=Priority.NORMAL, validation_alias=_alias("Priority"))
-    subject: str = Field(default="", validation_alias=_alias("Subject"))
-    body_format: BodyFormat = Field(default=BodyFormat.TEXT, validation_alias=_alias("BodyFormat"))
-    body: str = Field(default="", validation_alias=_alias("Body"))
-    attachments: list[Attachment] = Field(default_factory=list, validation_alias=_alias("Attachments"))
+    to: list[EmailAddress] = Field(validation_alias=_alias("To"), title="To", description="Recipients; at least one.")
+    from_: EmailAddress = Field(
+        validation_alias=_alias("From"),
+        title="From",
+        description="The sender: the mailbox or an address it may send as.",
+    )
+    cc: list[EmailAddress] = Field(
+        default_factory=list, validation_alias=_alias("Cc"), title="Cc", description="Copy recipients."
+    )
+    bcc: list[EmailAddress] = Field(
+        default_factory=list, validation_alias=_alias("Bcc"), title="Bcc", description="Blind copy recipients."
+    )
+    priority: Priority = Field(
+        default=Priority.NORMAL,
+        validation_alias=_alias("Priority"),
+        title="Priority",
+        description="Low, Normal or High; empty means Normal.",
+    )
+    subject: str = Field(default="", validation_alias=_alias("Subject"), title="Subject", description="Subject line.")
+    body_format: BodyFormat = Field(
+        default=BodyFormat.TEXT,
+        validation_alias=_alias("BodyFormat"),
+        title="Body format",
+        description="Text or Html; empty means Text.",
+    )
+    body: str = Field(default="", validation_alias=_alias("Body"), title="Body", description="The message body.")
+    attachments: list[Attachment] = Field(
+        default_factory=list,
+        validation_alias=_alias("Attachments"),
+        title="Attachments",
+        description="Files to attach; the whole request must stay under Graph's 4 MB.",
+    )
 
     @field_validator("to", mode="before")
     @classmethod

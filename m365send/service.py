@@ -76,6 +76,12 @@ class EmailService:
             )
         return mailbox
 
+    def check(self, request: SendRequest) -> str:
+        """Everything ``send`` checks before it needs the network: sender and size. Returns the mailbox."""
+        mailbox = self.check_sender(request)
+        encode_send_mail(request.message)
+        return mailbox
+
     def send(self, request: SendRequest) -> SendReceipt:
         """Check the sender, build the Graph body, get a token and send. Nothing is sent on any error."""
         with (

@@ -79,11 +79,24 @@ def indexed_functions() -> dict[str, Any]:
     return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
 
 
+def invoke(
+    function: str,
+    method: str = "POST",
+    *,
+    body: bytes = b"",
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    url: str = "https://func-m365send.azurewebsites.net/api/",
+) -> Answer:
+    """Call one decorated HTTP function with a real ``func.HttpRequest``."""
+    request = func.HttpRequest(method, url + function, body=body, params=params or {}, headers=headers or {})
+    response: func.HttpResponse = indexed_functions()[function].get_user_function()(request)
+    text = response.get_body()
+    return Answer(response.status_code, dict(response.headers), json.loads(text) if text else {})
+
+
 class SendApi:
     """Calls the real decorated ``send`` function with real ``func.HttpRequest`` objects."""
-
-    def __init__(self) -> None:
-        self._send = indexed_functions()["send"].get_user_function()
 
     def post(
         self,
@@ -92,15 +105,11 @@ class SendApi:
         raw: bytes | None = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        function: str = "send",
     ) -> Answer:
-        """POST ``message`` (as JSON) or ``raw`` bytes to /api/send."""
+        """POST ``message`` (as JSON) or ``raw`` bytes to /api/send (or another POST function)."""
         body = raw if raw is not None else json.dumps(message).encode()
-        request = func.HttpRequest(
-            "POST", "https://localhost/api/send", body=body, params=params or {}, headers=headers or {}
-        )
-        response: func.HttpResponse = self._send(request)
-        text = response.get_body()
-        return Answer(response.status_code, dict(response.headers), json.loads(text) if text else {})
+        return invoke(function, body=body, params=params, headers=headers)
 
 
 @pytest.fixture
