@@ -1,18 +1,29 @@
-"""``python -m m365send``: operator commands. ``deadletters list|show|replay`` work on the outbox's dead letters."""
+"""The ``m365send`` command (also ``python -m m365send``): send, check, enqueue, deadletters.
+
+It reads the same app settings as the Function App, from the environment. Exit status: 0 done,
+1 failed (the problem is printed; ``--json`` prints it as JSON), 2 wrong usage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import mimetypes
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from m365send.envelope import key_of
-from m365send.errors import M365SendError
+from m365send.errors import M365SendError, SenderNotAllowed, outcome_of
+from m365send.graph_message import send_mail_body
+from m365send.http_api import problem
+from m365send.models import parse_send_request
 from m365send.sendlog import SendStatus
 from m365send.tables import DeadLetter
-from m365send.wiring import Storage, Worker
+from m365send.wiring import Storage, Worker, build_parts
 
 __all__ = ["main"]
 
@@ -27,7 +38,8 @@ def _summary(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
-def _list(storage: Storage, args: argparse.Namespace) -> int:
+def _list(worker: Worker, args: argparse.Namespace) -> int:
+    storage = worker.storage()
     letters = storage.dead_letters.list(limit=args.limit)
     if args.json:
         print(json.dumps([_summary(letter) for letter in letters], indent=2))
@@ -39,7 +51,8 @@ def _list(storage: Storage, args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(storage: Storage, args: argparse.Namespace) -> int:
+def _show(worker: Worker, args: argparse.Namespace) -> int:
+    storage = worker.storage()
     letter = storage.dead_letters.get(args.id)
     if letter is None:
         print(f"no dead letter {args.id}", file=sys.stderr)
@@ -72,7 +85,8 @@ def _replay_one(storage: Storage, letter: DeadLetter, force: bool) -> str | None
     return None
 
 
-def _replay(storage: Storage, args: argparse.Namespace) -> int:
+def _replay(worker: Worker, args: argparse.Namespace) -> int:
+    storage = worker.storage()
     letters = storage.dead_letters.list(limit=10_000) if args.all else [storage.dead_letters.get(args.id)]
     failed = 0
     for letter in letters:
@@ -88,9 +102,173 @@ def _replay(storage: Storage, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# --- messages from files or flags ------------------------------------------------------------------
+
+
+def _message(args: argparse.Namespace, default_from: Callable[[], str]) -> dict[str, Any]:
+    if args.file:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        loaded: dict[str, Any] = json.loads(text)
+        return loaded
+    if not args.to:
+        raise SystemExit("give a message file, or at least --to (see --help)")
+    attachments = []
+    for path in args.attach or []:
+        data = Path(path).read_bytes()
+        attachments.append(
+            {
+                "Name": Path(path).name,
+                "ContentBytes": base64.b64encode(data).decode(),
+                "ContentType": mimetypes.guess_type(path)[0] or "application/octet-stream",
+            }
+        )
+    return {
+        "To": [{"Address": a} for a in args.to],
+        "Cc": [{"Address": a} for a in args.cc or []],
+        "Bcc": [{"Address": a} for a in args.bcc or []],
+        "From": {"Address": args.from_ or default_from()},
+        "Subject": args.subject or "",
+        "Body": args.html if args.html is not None else (args.body or ""),
+        "BodyFormat": "Html" if args.html is not None else "Text",
+        "Priority": args.priority,
+        "Attachments": attachments,
+    }
+
+
+def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+def _send(worker: Worker, args: argparse.Namespace) -> int:
+    settings = worker.settings()
+    request = parse_send_request(_message(args, lambda: settings.sender), sender=args.sender)
+    service = worker.service()
+    if args.dry_run:
+        mailbox = service.check(request)
+        graph_request = {
+            "method": "POST",
+            "url": f"{settings.graph_base_url}/users/{mailbox}/sendMail",
+            "body": send_mail_body(request.message),
+        }
+        print(json.dumps(graph_request, indent=2))
+        return 0
+    receipt = service.send(request)
+    _print(
+        args,
+        {"status": "accepted", "requestId": receipt.request_id, "mailbox": receipt.mailbox},
+        f"sent as {receipt.mailbox} (request id {receipt.request_id})",
+    )
+    return 0
+
+
+def _enqueue(worker: Worker, args: argparse.Namespace) -> int:
+    settings = worker.settings()
+    message = _message(args, lambda: settings.sender)
+    key = worker.storage().outbox.enqueue(message, key=args.key, sender=args.sender)
+    _print(
+        args,
+        {"status": "enqueued", "key": key, "queue": settings.queue_name},
+        f"enqueued on {settings.queue_name} as {key}",
+    )
+    return 0
+
+
+# --- check -----------------------------------------------------------------------------------------
+
+_FIXES = {
+    "configuration": "set the app settings named above (see the README's settings table)",
+    "credential": "check the secret or certificate in Key Vault and the app registration (docs/deploy.md, step 4)",
+    "dependency-unavailable": "the service is unreachable from here: check the network, then try again",
+    "sender-not-allowed": "add the mailbox to M365_ALLOWED_SENDERS",
+}
+
+
+def _check(worker: Worker, args: argparse.Namespace) -> int:
+    steps: list[dict[str, Any]] = []
+
+    def step(name: str, run: Callable[[], str]) -> bool:
+        try:
+            detail = run()
+        except M365SendError as error:
+            slug = outcome_of(error).slug
+            steps.append({"step": name, "ok": False, "detail": error.detail, "fix": _FIXES.get(slug, "")})
+            return False
+        warning = detail.startswith("warning: ")
+        steps.append({"step": name, "ok": True, "warning": warning, "detail": detail.removeprefix("warning: ")})
+        return True
+
+    ok = step("settings", lambda: f"{len(worker.settings().model_fields_set)} settings read")
+    if ok:
+        settings = worker.settings()
+        parts = build_parts(settings)
+
+        def credential() -> str:
+            current = parts.credential.current()
+            if current.expires_on is None:
+                return f"{current.kind} readable, no expiry date in Key Vault"
+            left = current.expires_on - datetime.now(UTC)
+            when = f"{current.kind} readable, expires {current.expires_on:%Y-%m-%d}"
+            if left < timedelta(days=30):
+                return f"warning: {when}, in {max(left.days, 0)} days: rotate it"
+            return when
+
+        ok = step("key vault", credential) and step("token", lambda: (parts.tokens.token(), "Graph token obtained")[1])
+        sender = args.sender or settings.sender
+
+        def allowed() -> str:
+            if sender.casefold() not in settings.senders:
+                raise SenderNotAllowed(f"'{sender}' is not in M365_SENDER or M365_ALLOWED_SENDERS")
+            return f"may send as {sender}"
+
+        ok = step("sender", allowed) and ok
+    for entry in steps:
+        mark = "✓" if entry["ok"] else "✗"
+        if args.json:
+            continue
+        note = " (!)" if entry.get("warning") else ""
+        print(f"{mark} {entry['step']}: {entry['detail']}{note}")
+        if not entry["ok"] and entry["fix"]:
+            print(f"  fix: {entry['fix']}")
+    if args.json:
+        print(json.dumps({"ok": all(e["ok"] for e in steps), "steps": steps}, indent=2))
+    return 0 if all(e["ok"] for e in steps) else 1
+
+
+def _message_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", help="a JSON file with the email message (- for standard input)")
+    parser.add_argument("--to", action="append", metavar="ADDRESS", help="recipient (repeatable)")
+    parser.add_argument("--cc", action="append", metavar="ADDRESS")
+    parser.add_argument("--bcc", action="append", metavar="ADDRESS")
+    parser.add_argument("--from", dest="from_", metavar="ADDRESS", help="From (default M365_SENDER)")
+    parser.add_argument("--subject")
+    body = parser.add_mutually_exclusive_group()
+    body.add_argument("--body", help="a text body")
+    body.add_argument("--html", help="an HTML body")
+    parser.add_argument("--priority", choices=["Low", "Normal", "High"])
+    parser.add_argument("--attach", action="append", metavar="FILE", help="attach a file (repeatable)")
+    parser.add_argument("--sender", help="mailbox to send as (default M365_SENDER)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="m365send", description="m365send operator commands")
+    parser = argparse.ArgumentParser(
+        prog="m365send",
+        description="Send email as a Microsoft 365 mailbox through Microsoft Graph, with the Function App's settings.",
+        epilog="Exit status: 0 done, 1 failed, 2 wrong usage.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
+    send = commands.add_parser("send", help="send a message from a JSON file or from flags")
+    _message_arguments(send)
+    send.add_argument("--dry-run", action="store_true", help="print the Graph request instead of sending")
+    send.set_defaults(run=_send)
+    check = commands.add_parser("check", help="check settings, Key Vault, token and sender, step by step")
+    check.add_argument("--sender", help="also check that this mailbox is allowed")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(run=_check)
+    enqueue = commands.add_parser("enqueue", help="put a message on the outbox queue")
+    _message_arguments(enqueue)
+    enqueue.add_argument("--key", help="idempotency key (default: a new GUID)")
+    enqueue.set_defaults(run=_enqueue)
     dead = commands.add_parser("deadletters", help="list, show and replay outbox messages that were set aside")
     actions = dead.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="the newest dead letters")
@@ -113,7 +291,12 @@ def main(argv: Sequence[str] | None = None, *, worker: Worker | None = None) -> 
     """Run a command with the app settings from the environment; exit 0 on success, 1 on failure, 2 on usage."""
     args = _parser().parse_args(argv)
     try:
-        return int(args.run((worker or Worker()).storage(), args))
+        return int(args.run(worker or Worker(), args))
     except M365SendError as error:
-        print(f"error: {error.detail}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps(problem(error, request_id="cli").body, indent=2))
+        else:
+            print(f"error: {error.detail}", file=sys.stderr)
+            for field in getattr(error, "problems", ()):
+                print(f"  {field.field}: {field.message}", file=sys.stderr)
         return 1

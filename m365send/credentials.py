@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from m365send.certificates import load_pfx
@@ -19,6 +20,7 @@ class AppCredential:
     version: str
     kind: str
     msal_credential: str | dict[str, str] = field(repr=False)
+    expires_on: datetime | None = None  # the earliest of the secret's and the certificate's expiry
 
 
 class AppCredentialSource(Protocol):
@@ -52,7 +54,10 @@ class VaultClientSecret:
         """The secret's current version."""
         secret = self._secrets.get(self._name)
         return AppCredential(
-            version=f"secret:{secret.version}", kind="client secret", msal_credential=_non_empty(secret, "ClientSecret")
+            version=f"secret:{secret.version}",
+            kind="client secret",
+            msal_credential=_non_empty(secret, "ClientSecret"),
+            expires_on=secret.expires_on,
         )
 
     def reread(self) -> AppCredential:
@@ -82,7 +87,13 @@ class VaultCertificate:
         if self._parsed and self._parsed[0] == version:
             return self._parsed[1]
         certificate = load_pfx(_non_empty(pfx, "CertificatePath"), password, name=self._name)
-        credential = AppCredential(version=version, kind="certificate", msal_credential=certificate.msal_credential())
+        expiries = [d for d in (certificate.not_after, pfx.expires_on) if d is not None]
+        credential = AppCredential(
+            version=version,
+            kind="certificate",
+            msal_credential=certificate.msal_credential(),
+            expires_on=min(expiries) if expiries else None,
+        )
         self._parsed = (version, credential)
         return credential
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from azure.core.exceptions import (
@@ -34,6 +35,7 @@ class Secret:
     version: str
     value: str = field(repr=False)
     content_type: str | None = None
+    expires_on: datetime | None = None
 
 
 class SecretSource(Protocol):
@@ -101,6 +103,7 @@ class KeyVaultSecrets:
             version=bundle.properties.version or "",
             value=bundle.value or "",
             content_type=bundle.properties.content_type,
+            expires_on=bundle.properties.expires_on,
         )
 
 

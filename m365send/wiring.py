@@ -25,7 +25,7 @@ from m365send.settings import DEFAULT_AUTHORITY_HOST, Settings, load_settings
 from m365send.tables import TableDeadLetters, TableSendLog
 from m365send.tokens import GraphTokens
 
-__all__ = ["Storage", "Worker", "build_outbox", "build_service", "build_storage"]
+__all__ = ["Parts", "Storage", "Worker", "build_outbox", "build_parts", "build_service", "build_storage"]
 
 
 def _vault_credential(settings: Settings) -> DefaultAzureCredential:
@@ -49,8 +49,18 @@ def _app_credential(settings: Settings, secrets: KeyVaultSecrets) -> AppCredenti
     return VaultClientSecret(secrets=secrets, name=settings.client_secret_name)
 
 
-def build_service(settings: Settings) -> EmailService:
-    """Create every I/O client once and wire them into the service."""
+@dataclass(frozen=True)
+class Parts:
+    """The adapters one service is made of (the CLI's ``check`` tests them one by one)."""
+
+    secrets: KeyVaultSecrets
+    credential: AppCredentialSource
+    tokens: GraphTokens
+    mail: GraphMailClient
+
+
+def build_parts(settings: Settings) -> Parts:
+    """Create every I/O client once."""
     secret_client = SecretClient(
         vault_url=settings.key_vault_url,
         credential=_vault_credential(settings),
@@ -58,8 +68,9 @@ def build_service(settings: Settings) -> EmailService:
         verify_challenge_resource=not settings.vault_is_loopback,
     )
     secrets = KeyVaultSecrets(client=secret_client, ttl_seconds=settings.secret_cache_seconds)
+    credential = _app_credential(settings, secrets)
     tokens = GraphTokens(
-        credentials=_app_credential(settings, secrets),
+        credentials=credential,
         tenant_id=settings.tenant_id,
         client_id=settings.client_id,
         authority_host=settings.authority_host,
@@ -72,7 +83,15 @@ def build_service(settings: Settings) -> EmailService:
         max_attempts=settings.graph_max_attempts,
         max_retry_wait=settings.graph_max_retry_wait,
     )
-    return EmailService(tokens=tokens, mail=mail, default_sender=settings.sender, allowed_senders=settings.senders)
+    return Parts(secrets=secrets, credential=credential, tokens=tokens, mail=mail)
+
+
+def build_service(settings: Settings, parts: Parts | None = None) -> EmailService:
+    """Wire the adapters into the service."""
+    parts = parts or build_parts(settings)
+    return EmailService(
+        tokens=parts.tokens, mail=parts.mail, default_sender=settings.sender, allowed_senders=settings.senders
+    )
 
 
 @dataclass(frozen=True)

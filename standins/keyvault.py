@@ -31,6 +31,7 @@ class _Version:
     value: str
     content_type: str | None
     created: int
+    expires: int | None = None
 
 
 def _error(status: int, code: str, message: str, inner: str | None = None, challenge: str | None = None) -> Reply:
@@ -54,11 +55,15 @@ class KeyVaultStandIn:
         self._lock = threading.Lock()
         entra.resources.add(VAULT_RESOURCE)
 
-    def set_secret(self, name: str, value: str, *, content_type: str | None = None) -> str:
-        """Store a new current version of ``name``; returns the version id."""
+    def set_secret(
+        self, name: str, value: str, *, content_type: str | None = None, expires: int | None = None
+    ) -> str:
+        """Store a new current version of ``name`` (``expires``: Unix time); returns the version id."""
         version = uuid.uuid4().hex
         with self._lock:
-            self._secrets.setdefault(name, []).append(_Version(version, value, content_type, int(time.time())))
+            self._secrets.setdefault(name, []).append(
+                _Version(version, value, content_type, int(time.time()), expires)
+            )
         return version
 
     def delete_secret(self, name: str) -> None:
@@ -126,4 +131,6 @@ class KeyVaultStandIn:
         }
         if found.content_type:
             body["contentType"] = found.content_type
+        if found.expires is not None:
+            body["attributes"]["exp"] = found.expires
         return json_reply(200, body)

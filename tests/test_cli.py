@@ -1,0 +1,178 @@
+"""The m365send command against the local stand-ins: send, check, enqueue; exit codes and --json."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from m365send import cli
+from m365send.wiring import Worker
+from standins.cloud import CLIENT_SECRET_NAME, SENDER, LocalCloud
+from tests.conftest import Configure, QueueHost
+
+Run = Any
+
+
+@pytest.fixture
+def run(configure: Configure, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run the CLI in-process on a fresh worker; returns (exit code, stdout, stderr)."""
+
+    def _run(*argv: str, **settings: str | None) -> tuple[int, str, str]:
+        configure(**settings)
+        code = cli.main(list(argv), worker=Worker())
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+def test_send_from_flags(run: Run, cloud: LocalCloud) -> None:
+    code, out, _ = run(
+        "send", "--to", "ann@fabrikam.com", "--to", "bob@fabrikam.com", "--subject", "Hi", "--body", "Hello"
+    )
+
+    assert code == 0
+    assert f"sent as {SENDER}" in out
+    [sent] = cloud.graph.sent
+    assert [r["emailAddress"]["address"] for r in sent.message["toRecipients"]] == [
+        "ann@fabrikam.com",
+        "bob@fabrikam.com",
+    ]
+    assert sent.message["body"] == {"contentType": "text", "content": "Hello"}
+
+
+def test_send_html_with_an_attachment(run: Run, cloud: LocalCloud, tmp_path: Path) -> None:
+    report = tmp_path / "report.pdf"
+    report.write_bytes(b"%PDF-1.7 numbers")
+
+    code, _, _ = run("send", "--to", "ann@fabrikam.com", "--html", "<b>See attached</b>", "--attach", str(report))
+
+    assert code == 0
+    message = cloud.graph.sent[0].message
+    assert message["body"]["contentType"] == "html"
+    [attachment] = message["attachments"]
+    assert (attachment["name"], attachment["contentType"]) == ("report.pdf", "application/pdf")
+    assert base64.b64decode(attachment["contentBytes"]) == b"%PDF-1.7 numbers"
+
+
+def test_send_a_json_file_with_json_output(
+    run: Run, cloud: LocalCloud, tmp_path: Path, seed_message: dict[str, Any]
+) -> None:
+    path = tmp_path / "message.json"
+    path.write_text(json.dumps(seed_message))
+
+    code, out, _ = run("send", str(path), "--json")
+
+    assert code == 0
+    assert json.loads(out)["status"] == "accepted"
+    assert cloud.graph.sent[0].message["subject"] == "Example email subject"
+
+
+def test_dry_run_prints_the_graph_request_and_sends_nothing(run: Run, cloud: LocalCloud) -> None:
+    code, out, _ = run("send", "--to", "ann@fabrikam.com", "--subject", "Hi", "--dry-run")
+
+    request = json.loads(out)
+    assert code == 0
+    assert request["method"] == "POST"
+    assert request["url"] == f"{cloud.graph.base_url}/users/{SENDER}/sendMail"
+    assert request["body"]["message"]["subject"] == "Hi"
+    assert cloud.graph.sent == []
+    assert sum(cloud.entra.token_requests.values()) == 0
+
+
+def test_an_invalid_message_exits_1_naming_the_field(run: Run) -> None:
+    code, _, err = run("send", "--to", "not-an-address")
+
+    assert code == 1
+    assert "To[0].Address" in err
+
+
+def test_json_errors_are_problem_details(run: Run) -> None:
+    code, out, _ = run("send", "--to", "not-an-address", "--json")
+
+    assert code == 1
+    assert json.loads(out)["type"] == "urn:m365send:problem:validation"
+
+
+def test_wrong_usage_exits_2(run: Run) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run("send", "--priority", "Urgent")
+
+    assert exited.value.code == 2
+
+
+def test_check_passes_each_step(run: Run) -> None:
+    code, out, _ = run("check")
+
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["✓ settings", "✓ key vault", "✓ token", "✓ sender"]
+
+
+def test_check_warns_when_the_secret_expires_within_30_days(run: Run, cloud: LocalCloud) -> None:
+    cloud.vault.set_secret(CLIENT_SECRET_NAME, cloud.client_secret, expires=int(time.time()) + 10 * 86400)
+
+    code, out, _ = run("check", "--json")
+
+    report = json.loads(out)
+    assert code == 0
+    [vault] = [s for s in report["steps"] if s["step"] == "key vault"]
+    assert vault["warning"] is True
+    assert "rotate" in vault["detail"]
+
+
+def test_check_fails_at_the_token_with_a_fix(run: Run, cloud: LocalCloud) -> None:
+    cloud.app.secrets[:] = []
+
+    code, out, _ = run("check")
+
+    assert code == 1
+    assert "✗ token: Entra ID refused" in out
+    assert "  fix: " in out
+
+
+def test_check_fails_at_settings(run: Run) -> None:
+    code, out, _ = run("check", M365_CLIENT_ID=None)
+
+    assert code == 1
+    assert out.startswith("✗ settings: M365_CLIENT_ID is required")
+
+
+def test_check_names_a_sender_that_is_not_allowed(run: Run) -> None:
+    code, out, _ = run("check", "--sender", "ceo@contoso.com")
+
+    assert code == 1
+    assert "✗ sender" in out
+
+
+def test_enqueue_puts_the_message_on_the_outbox(
+    configure: Configure, storage_settings: dict[str, str], cloud: LocalCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(**storage_settings)
+    host = QueueHost(storage_settings["AzureWebJobsStorage"], storage_settings["M365_QUEUE_NAME"])
+
+    code = cli.main(["enqueue", "--to", "ann@fabrikam.com", "--subject", "Queued", "--key", "cli-1", "--json"])
+    host.drain()
+
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["key"] == "cli-1"
+    assert cloud.graph.sent[0].message["subject"] == "Queued"
+
+
+def test_python_dash_m_runs_the_same_command(cloud: LocalCloud) -> None:
+    env = {**os.environ, **cloud.env()}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "m365send", "check", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True
