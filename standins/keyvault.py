@@ -55,15 +55,11 @@ class KeyVaultStandIn:
         self._lock = threading.Lock()
         entra.resources.add(VAULT_RESOURCE)
 
-    def set_secret(
-        self, name: str, value: str, *, content_type: str | None = None, expires: int | None = None
-    ) -> str:
+    def set_secret(self, name: str, value: str, *, content_type: str | None = None, expires: int | None = None) -> str:
         """Store a new current version of ``name`` (``expires``: Unix time); returns the version id."""
         version = uuid.uuid4().hex
         with self._lock:
-            self._secrets.setdefault(name, []).append(
-                _Version(version, value, content_type, int(time.time()), expires)
-            )
+            self._secrets.setdefault(name, []).append(_Version(version, value, content_type, int(time.time()), expires))
         return version
 
     def delete_secret(self, name: str) -> None:
