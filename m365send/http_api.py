@@ -57,18 +57,17 @@ class HttpResult:
         return json.dumps(self.body, ensure_ascii=False).encode()
 
 
-def accepted(receipt: SendReceipt) -> HttpResult:
+def accepted(receipt: SendReceipt, *, idempotency_key: str | None = None) -> HttpResult:
     """``202 Accepted``: Graph took the message for delivery."""
-    return HttpResult(
-        202,
-        {
-            "status": "accepted",
-            "requestId": receipt.request_id,
-            "mailbox": receipt.mailbox,
-            "graphRequestId": receipt.graph_request_id,
-        },
-        {"Content-Type": "application/json"},
-    )
+    body: dict[str, Any] = {
+        "status": "accepted",
+        "requestId": receipt.request_id,
+        "mailbox": receipt.mailbox,
+        "graphRequestId": receipt.graph_request_id,
+    }
+    if idempotency_key is not None:
+        body["idempotencyKey"] = idempotency_key
+    return HttpResult(202, body, {"Content-Type": "application/json"})
 
 
 def problem(error: M365SendError, *, request_id: str) -> HttpResult:
@@ -188,7 +187,7 @@ def _send_once(request: SendRequest, key: str, service: Callable[[], EmailServic
             failed = problem(error, request_id=request.request_id)
             sends.mark_failed(reservation, answer={"httpStatus": failed.status, "body": failed.body})
         raise
-    result = accepted(receipt)
+    result = accepted(receipt, idempotency_key=key)
     sends.mark_sent(
         reservation,
         graph_request_id=receipt.graph_request_id,

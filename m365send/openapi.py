@@ -26,6 +26,9 @@ class AcceptedAnswer(BaseModel):
     requestId: str = Field(title="Request id", description="Quote it when asking about this email.")  # noqa: N815
     mailbox: str = Field(title="Mailbox", description="The mailbox the email was sent as.")
     graphRequestId: str | None = Field(default=None, title="Graph request id")  # noqa: N815
+    idempotencyKey: str | None = Field(  # noqa: N815
+        default=None, title="Idempotency key", description="The Idempotency-Key this send was made under, if any."
+    )
 
 
 class ValidAnswer(BaseModel):

@@ -26,6 +26,7 @@ def test_a_repeat_replays_the_first_answer_without_sending_again(
     assert first.status == again.status == 202
     assert again.body == first.body
     assert again.headers["Idempotent-Replayed"] == "true"
+    assert first.body["idempotencyKey"] == "order-7"
     assert len(cloud.graph.sent) == 1
 
 
