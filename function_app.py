@@ -1,26 +1,45 @@
-"""Azure Functions triggers (v2 programming model). Thin: adapt types, call the core, adapt back."""
+"""Azure Functions triggers (v2 programming model). Thin: adapt types, call the core, adapt back.
+
+Indexing the functions imports nothing but ``azure.functions``: the core (pydantic, msal, the Azure
+SDKs) is imported on the first invocation, so a cold instance indexes fast and each function pays
+only for what it uses.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import threading
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from m365send.http_api import HttpResult, handle_send, health
-from m365send.openapi import swagger
-from m365send.telemetry import configure_from_environment
-from m365send.wiring import Worker
+if TYPE_CHECKING:
+    from m365send.http_api import HttpResult
+    from m365send.wiring import Worker
 
-configure_from_environment()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-worker = Worker()
 log = logging.getLogger("m365send.function_app")
-
 # Read at indexing time (bindings are static); a %setting% expression would have no default.
 QUEUE_NAME = os.environ.get("M365_QUEUE_NAME") or "email-outbox"
+
+worker: Worker | None = None
+_worker_lock = threading.Lock()
+
+
+def current_worker() -> Worker:
+    """The worker's clients and caches, created on first use."""
+    global worker
+    with _worker_lock:
+        if worker is None:
+            from m365send.telemetry import configure_from_environment
+            from m365send.wiring import Worker
+
+            configure_from_environment()
+            worker = Worker()
+        return worker
 
 
 def _response(result: HttpResult) -> func.HttpResponse:
@@ -28,14 +47,17 @@ def _response(result: HttpResult) -> func.HttpResponse:
 
 
 def _send(req: func.HttpRequest, *, validate_only: bool) -> func.HttpResponse:
+    from m365send.http_api import handle_send
+
+    current = current_worker()
     return _response(
         handle_send(
             req.get_body(),
             sender=req.params.get("sender"),
-            service=worker.service,
+            service=current.service,
             request_id=req.headers.get("client-request-id"),
             idempotency_key=req.headers.get("Idempotency-Key"),
-            sends=worker.sends,
+            sends=current.sends,
             validate_only=validate_only,
         )
     )
@@ -59,6 +81,8 @@ def validate(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/openapi.json: the Swagger 2.0 document for a Power Automate custom connector."""
+    from m365send.openapi import swagger
+
     host = urlsplit(req.url).netloc or None
     document = swagger(host=host) if host else swagger()
     return func.HttpResponse(json.dumps(document), status_code=200, mimetype="application/json")
@@ -68,7 +92,9 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health_check(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/health: configuration problems by setting name, never their values."""
-    return _response(health(worker.settings))
+    from m365send.http_api import health
+
+    return _response(health(current_worker().settings))
 
 
 @app.function_name("outbox")
@@ -79,5 +105,7 @@ def outbox(msg: func.QueueMessage) -> None:
     Raising (only for the unexpected, such as storage being down) lets the host retry the message
     and move it to ``<queue>-poison`` after ``maxDequeueCount`` tries.
     """
-    result = worker.outbox().process(msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 0)
+    result = (
+        current_worker().outbox().process(msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 0)
+    )
     log.info("outbox message %s", result.outcome, extra={"idempotency_key": result.key, "outcome": result.outcome})

@@ -6,15 +6,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 from azure.core.exceptions import AzureError
-from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
 
-from m365send.client import OutboxClient
 from m365send.credentials import AppCredentialSource, VaultCertificate, VaultClientSecret
 from m365send.errors import ConfigurationInvalid, DependencyUnavailable
 from m365send.graph import GraphMailClient
@@ -22,8 +21,11 @@ from m365send.keyvault import KeyVaultSecrets
 from m365send.outbox import OutboxProcessor
 from m365send.service import EmailService
 from m365send.settings import DEFAULT_AUTHORITY_HOST, Settings, load_settings
-from m365send.tables import TableDeadLetters, TableSendLog
 from m365send.tokens import GraphTokens
+
+if TYPE_CHECKING:  # storage clients are imported when first built: HTTP sends without a key never need them
+    from m365send.client import OutboxClient
+    from m365send.tables import TableDeadLetters, TableSendLog
 
 __all__ = ["Parts", "Storage", "Worker", "build_outbox", "build_parts", "build_service", "build_storage"]
 
@@ -105,6 +107,11 @@ class Storage:
 
 def build_storage(settings: Settings) -> Storage:
     """Table and queue clients from the Functions host's own storage connection (created once)."""
+    from azure.data.tables import TableServiceClient
+
+    from m365send.client import OutboxClient
+    from m365send.tables import TableDeadLetters, TableSendLog
+
     if settings.storage_connection:
         tables = TableServiceClient.from_connection_string(settings.storage_connection)
         outbox = OutboxClient.from_connection_string(settings.storage_connection, settings.queue_name)

@@ -218,6 +218,10 @@ class GraphStandIn:
 
     # --- what Graph checks in the body ----------------------------------------------------------
     def _check_body(self, body: Any) -> tuple[dict[str, Any], bool]:
+        if isinstance(body, dict):
+            # Graph binds action parameters case-insensitively: the Graph SDKs send "Message".
+            names = {"message": "message", "savetosentitems": "saveToSentItems"}
+            body = {names.get(key.lower(), key): value for key, value in body.items()}
         if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
             raise _BadBody("ErrorInvalidParameter", "The value of the parameter 'Message' is empty.")
         extra = set(body) - {"message", "saveToSentItems"}
@@ -228,7 +232,8 @@ class GraphStandIn:
                 "valid parameter for the operation 'sendMail'.",
             )
         message = body["message"]
-        unknown = set(message) - _MESSAGE_PROPERTIES
+        # OData annotations such as "@odata.type" (the SDKs send them) are not properties.
+        unknown = {key for key in message if not key.startswith("@odata.")} - _MESSAGE_PROPERTIES
         if unknown:
             raise _BadBody(
                 "RequestBodyRead",

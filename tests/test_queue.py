@@ -32,7 +32,7 @@ class Crash(Exception):
 
 
 def dead_letters() -> list[Any]:
-    return function_app.worker.storage().dead_letters.list()
+    return function_app.current_worker().storage().dead_letters.list()
 
 
 def message_to(address: str, seed_message: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def test_the_same_message_delivered_twice_is_sent_once(
 
     assert len(cloud.graph.sent) == 1
     assert dead_letters() == []
-    record = function_app.worker.sends().get("invoice-42")
+    record = function_app.current_worker().sends().get("invoice-42")
     assert record is not None
     assert record.status == "sent"
 
@@ -205,7 +205,7 @@ def test_crash_before_the_graph_call_ends_in_exactly_one_send(
 ) -> None:
     host = queue_host()
     host.producer.enqueue(seed_message, key="k")
-    service = function_app.worker.service()
+    service = function_app.current_worker().service()
     real_send = service.send
     crashes = iter([True])
     monkeypatch.setattr(
@@ -216,7 +216,7 @@ def test_crash_before_the_graph_call_ends_in_exactly_one_send(
 
     assert len(cloud.graph.sent) == 1
     assert isinstance(host.failures[0], Crash)
-    record = function_app.worker.sends().get("k")
+    record = function_app.current_worker().sends().get("k")
     assert record is not None
     assert record.status == "sent"
 
@@ -245,7 +245,7 @@ def test_crash_after_graph_accepted_resends_once_and_flags_it(
 
     # At-least-once: the message may go out twice, but the second send is flagged, never silent.
     assert len(cloud.graph.sent) == 2
-    record = function_app.worker.sends().get("k")
+    record = function_app.current_worker().sends().get("k")
     assert record is not None
     assert record.status == "sent"
     assert record.possible_duplicate
@@ -320,13 +320,13 @@ def test_dead_letters_are_listed_and_replayed_once_the_cause_is_fixed(
     cloud.graph.unresolvable.add("recipient@outlook.com")
     host.producer.enqueue(seed_message, key="k")
     host.drain()
-    assert cli.main(["deadletters", "list", "--json"], worker=function_app.worker) == 0
+    assert cli.main(["deadletters", "list", "--json"], worker=function_app.current_worker()) == 0
     [listed] = json.loads(capsys.readouterr().out)
     assert listed["key"] == "k"
     assert "ErrorInvalidRecipients" in listed["reason"]
 
     cloud.graph.unresolvable.clear()  # the cause is fixed
-    assert cli.main(["deadletters", "replay", listed["id"]], worker=function_app.worker) == 0
+    assert cli.main(["deadletters", "replay", listed["id"]], worker=function_app.current_worker()) == 0
     host.drain()
 
     assert len(cloud.graph.sent) == 1
@@ -342,5 +342,5 @@ def test_a_conflict_dead_letter_is_not_replayed(
     host.drain()
     [letter] = dead_letters()
 
-    assert cli.main(["deadletters", "replay", letter.id], worker=function_app.worker) == 1
+    assert cli.main(["deadletters", "replay", letter.id], worker=function_app.current_worker()) == 1
     assert "new id" in capsys.readouterr().err

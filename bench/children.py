@@ -1,0 +1,125 @@
+"""What each measured fresh process does: ``python -m bench.children MODE [N]``; prints one JSON line.
+
+Modes: ``import-functions`` (import azure.functions only), ``index`` (import function_app and index
+its functions), ``first-send`` / ``first-send-sdk`` (a fresh process's first email: Key Vault read,
+token, sendMail), ``cpu`` / ``cpu-sdk`` (CPU time per send on a warm client, N sends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from standins.cloud import SEED_EXAMPLE
+
+TEN_KB_BODY = "Lorem ipsum dolor sit amet. " * 366  # about 10 KB of text
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _ours() -> Callable[[dict[str, Any]], None]:
+    import azure.functions as func
+
+    import function_app
+
+    send = next(f for f in function_app.app.get_functions() if f.get_function_name() == "send").get_user_function()
+
+    def post(message: dict[str, Any]) -> None:
+        response = send(func.HttpRequest("POST", "/api/send", body=json.dumps(message).encode(), headers={}, params={}))
+        if response.status_code != 202:
+            raise RuntimeError(response.get_body().decode())
+
+    return post
+
+
+def _sdk() -> Callable[[dict[str, Any]], None]:
+    """The same send with msgraph-sdk: secret from Key Vault, ClientSecretCredential, GraphServiceClient."""
+    from azure.identity import DefaultAzureCredential
+    from azure.identity.aio import ClientSecretCredential
+    from azure.keyvault.secrets import SecretClient
+    from kiota_authentication_azure.azure_identity_authentication_provider import (
+        AzureIdentityAuthenticationProvider,
+    )
+    from msgraph import GraphRequestAdapter, GraphServiceClient
+    from msgraph.generated.models.body_type import BodyType
+    from msgraph.generated.models.email_address import EmailAddress
+    from msgraph.generated.models.importance import Importance
+    from msgraph.generated.models.item_body import ItemBody
+    from msgraph.generated.models.message import Message
+    from msgraph.generated.models.recipient import Recipient
+    from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
+
+    env = os.environ
+    authority = env["M365_AUTHORITY_HOST"]
+    vault = SecretClient(
+        vault_url=env["KEY_VAULT_URL"],
+        credential=DefaultAzureCredential(authority=authority, disable_instance_discovery=True),
+        verify_challenge_resource=False,
+    )
+    secret = vault.get_secret(env["M365_CLIENT_SECRET_NAME"]).value or ""
+    graph_base = env["GRAPH_BASE_URL"]
+    graph_origin = graph_base.removesuffix("/v1.0")
+    loop = asyncio.new_event_loop()
+    credential = ClientSecretCredential(
+        env["M365_TENANT_ID"], env["M365_CLIENT_ID"], secret, authority=authority, disable_instance_discovery=True
+    )
+    provider = AzureIdentityAuthenticationProvider(
+        credential, scopes=[f"{graph_origin}/.default"], allowed_hosts=[urlsplit(graph_origin).hostname or ""]
+    )
+    adapter = GraphRequestAdapter(provider)
+    adapter.base_url = graph_base
+    client = GraphServiceClient(request_adapter=adapter)
+    atexit.register(lambda: loop.run_until_complete(credential.close()))
+
+    def post(message: dict[str, Any]) -> None:
+        body = SendMailPostRequestBody(
+            message=Message(
+                subject=message["Subject"],
+                importance=Importance.Normal,
+                body=ItemBody(content_type=BodyType.Text, content=message["Body"]),
+                from_=Recipient(email_address=EmailAddress(address=message["From"]["Address"])),
+                to_recipients=[Recipient(email_address=EmailAddress(address=a["Address"])) for a in message["To"]],
+            ),
+            save_to_sent_items=True,
+        )
+        loop.run_until_complete(client.users.by_user_id(env["M365_SENDER"]).send_mail.post(body))
+
+    return post
+
+
+def main(mode: str, count: int) -> dict[str, Any]:
+    """Run one mode; the parent measures the process's wall time around it."""
+    if mode == "import-functions":
+        import azure.functions  # noqa: F401
+
+        return {"rss_mb": _rss_mb()}
+    if mode == "index":
+        import function_app
+
+        return {"functions": len(function_app.app.get_functions()), "rss_mb": _rss_mb()}
+    client = _sdk() if mode.endswith("-sdk") else _ours()
+    if mode.startswith("first-send"):
+        client(SEED_EXAMPLE)
+        return {"rss_mb": _rss_mb()}
+    message = {**SEED_EXAMPLE, "Body": TEN_KB_BODY}
+    for _ in range(50):  # warm: token cached, connections open, code paths loaded
+        client(message)
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    for _ in range(count):
+        client(message)
+    cpu, wall = time.process_time() - cpu_start, time.perf_counter() - wall_start
+    return {"cpu_ms_per_send": cpu / count * 1000, "wall_ms_per_send": wall / count * 1000, "rss_mb": _rss_mb()}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)))
