@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from standins.cloud import SEED_EXAMPLE
+from standins.examples import SEED_EXAMPLE
 
 TEN_KB_BODY = "Lorem ipsum dolor sit amet. " * 366  # about 10 KB of text
 

@@ -16,7 +16,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import trustme
 from cryptography import x509
@@ -26,32 +26,19 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from standins.entra import AppRegistration, EntraStandIn
+from standins.examples import SEED_EXAMPLE, SENDER
 from standins.graph import GraphStandIn, Mailbox
 from standins.https import HttpsServer
 from standins.keyvault import KeyVaultStandIn
 
-__all__ = ["LocalCloud", "make_pfx"]
+__all__ = ["SEED_EXAMPLE", "SENDER", "LocalCloud", "make_pfx"]
 
 TENANT_ID = "7d3a5f1e-2c4b-4e8a-9f10-3b6c2d1e0a55"
 MAIL_APP_ID = "0b5c9e7a-6d41-4f2e-8a3c-1e9f7d6b5a42"
 WORKER_ID = "c1f2e3d4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"
-SENDER = "notifications@contoso.com"
 CLIENT_SECRET_NAME = "m365-client-secret"
 CERTIFICATE_NAME = "m365-certificate"
 CERTIFICATE_PASSWORD_NAME = "m365-certificate-password"
-
-# The seed page's first example message, word for word, from the seeded mailbox.
-SEED_EXAMPLE: dict[str, Any] = {
-    "To": [{"Name": None, "Address": "recipient@outlook.com"}],
-    "From": {"Name": None, "Address": SENDER},
-    "Cc": [],
-    "Bcc": [],
-    "Priority": None,
-    "Subject": "Example email subject",
-    "BodyFormat": None,
-    "Body": "Example email body",
-    "Attachments": [],
-}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,139 @@
+"""Benchmarks: cold start and per-send CPU, m365send next to the Microsoft Graph SDK. Prints tables.
+
+    ./bench/run            # or: python -m bench.bench --runs 5 --sends 500
+
+Every measured process is fresh; the stand-ins run in a process of their own, so their CPU is not
+counted. Wall times include the Python interpreter's own start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def standins() -> Iterator[dict[str, str]]:
+    """The stand-ins in a child process; yields the app settings that point at them."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.standin_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout
+    assert process.stdin
+    settings: dict[str, str] = json.loads(process.stdout.readline())
+    try:
+        yield settings
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
+
+
+def measure(mode: str, env: dict[str, str], count: int = 0) -> dict[str, Any]:
+    """Run one fresh child; its JSON line plus the wall time of the whole process."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.children", mode, str(count)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{mode} failed:\n{result.stderr[-2000:]}")
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "wall_s": wall}
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, readable as plain text too."""
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run the benchmarks and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes per cold-start figure (median)")
+    parser.add_argument("--sends", type=int, default=500, help="sends per per-send CPU measurement")
+    args = parser.parse_args()
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.platform()}\n"
+    )
+
+    with standins() as settings:
+        env = {**os.environ, **settings}
+        cold: dict[str, list[dict[str, Any]]] = {}
+        for mode in ("import-functions", "index", "first-send", "first-send-sdk"):
+            cold[mode] = [measure(mode, env) for _ in range(args.runs)]
+        cpu = {mode: [measure(mode, env, args.sends) for _ in range(3)] for mode in ("cpu", "cpu-sdk")}
+
+    def median(mode: str, key: str, scale: float = 1.0) -> str:
+        return f"{statistics.median(r[key] for r in cold[mode]) * scale:.0f}"
+
+    print(
+        table(
+            f"1. Cold start (median of {args.runs} fresh processes)",
+            ["what", "wall ms", "peak RSS MB"],
+            [
+                [
+                    "import azure.functions only",
+                    median("import-functions", "wall_s", 1000),
+                    median("import-functions", "rss_mb"),
+                ],
+                [
+                    "(a) import function_app + index its functions",
+                    median("index", "wall_s", 1000),
+                    median("index", "rss_mb"),
+                ],
+                [
+                    "(b) m365send: first send (Key Vault, token, sendMail)",
+                    median("first-send", "wall_s", 1000),
+                    median("first-send", "rss_mb"),
+                ],
+                [
+                    "(b) msgraph-sdk: the same first send",
+                    median("first-send-sdk", "wall_s", 1000),
+                    median("first-send-sdk", "rss_mb"),
+                ],
+            ],
+        )
+    )
+    ratio = statistics.median(r["wall_s"] for r in cold["first-send"]) / statistics.median(
+        r["wall_s"] for r in cold["first-send-sdk"]
+    )
+    print(f"m365send's first send takes {ratio:.2f}x the SDK's time.\n")
+
+    def cpu_row(mode: str, name: str) -> list[str]:
+        runs = cpu[mode]
+        return [
+            name,
+            f"{statistics.median(r['cpu_ms_per_send'] for r in runs):.2f}",
+            f"{statistics.median(r['wall_ms_per_send'] for r in runs):.2f}",
+        ]
+
+    print(
+        table(
+            f"2. Per-send cost on a warm client, 10 KB message ({args.sends} sends, median of 3 processes)",
+            ["client", "CPU ms / send", "wall ms / send"],
+            [
+                cpu_row("cpu", "m365send (validation, cached token, request, response)"),
+                cpu_row("cpu-sdk", "msgraph-sdk"),
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
