@@ -41,6 +41,11 @@ param secretCacheSeconds int = 3600
 param graphMaxAttempts int = 4
 param graphMaxRetryWaitSeconds int = 30
 param httpTimeoutSeconds int = 30
+@description('Graph allows 4 concurrent requests per app per mailbox; each worker paces itself to this.')
+param mailboxConcurrency int = 4
+@description('Graph allows 10,000 requests per 10 minutes per app per mailbox.')
+param mailboxRate int = 10000
+param mailboxWindowSeconds int = 600
 param sendLeaseSeconds int = 300
 param idempotencyHours int = 168
 param queueMaxAttempts int = 12
@@ -193,6 +198,9 @@ module function 'app/function.bicep' = {
       M365_GRAPH_MAX_ATTEMPTS: string(graphMaxAttempts)
       M365_GRAPH_MAX_RETRY_WAIT: string(graphMaxRetryWaitSeconds)
       M365_HTTP_TIMEOUT: string(httpTimeoutSeconds)
+      M365_GRAPH_MAILBOX_CONCURRENCY: string(mailboxConcurrency)
+      M365_GRAPH_MAILBOX_RATE: string(mailboxRate)
+      M365_GRAPH_MAILBOX_WINDOW_SECONDS: string(mailboxWindowSeconds)
       M365_QUEUE_NAME: queueName
       M365_SEND_TABLE: sendTableName
       M365_SEND_LEASE_SECONDS: string(sendLeaseSeconds)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -36,6 +37,7 @@ from m365send.errors import (
     SendAsDenied,
 )
 from m365send.logcontext import add_log_context
+from m365send.pacing import MailboxPacer
 from m365send.telemetry import GRAPH_DURATION, THROTTLING_WAIT
 
 __all__ = ["GraphMailClient", "GraphReceipt", "parse_retry_after"]
@@ -115,6 +117,7 @@ class GraphMailClient:
         base_url: str,
         max_attempts: int = 4,
         max_retry_wait: float = 30.0,
+        pacer: MailboxPacer | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._http = http
@@ -122,6 +125,7 @@ class GraphMailClient:
         self._max_attempts = max_attempts
         self._max_retry_wait = max_retry_wait
         self._sleep = sleep
+        self._pacer = pacer
         self._backoff = wait_exponential_jitter(multiplier=0.5, max=max_retry_wait, jitter=0.5)
 
     def send_mail(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> GraphReceipt:
@@ -146,7 +150,7 @@ class GraphMailClient:
         )
         try:
             for attempt in retrying:
-                with attempt:
+                with attempt, self._paced(mailbox):
                     response = self._post(url, body, headers)
         except _Throttled as exc:
             raise DependencyUnavailable(
@@ -161,6 +165,14 @@ class GraphMailClient:
             client_request_id=client_request_id,
             attempts=int(retrying.statistics.get("attempt_number", 1)),
         )
+
+    @contextmanager
+    def _paced(self, mailbox: str) -> Iterator[None]:
+        if self._pacer is None:
+            yield
+            return
+        with self._pacer.slot(mailbox):
+            yield
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         started = time.perf_counter()

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     graph_max_attempts: int = Field(default=4, ge=1, le=10, validation_alias="M365_GRAPH_MAX_ATTEMPTS")
     graph_max_retry_wait: float = Field(default=30.0, ge=0, validation_alias="M365_GRAPH_MAX_RETRY_WAIT")
     http_timeout: float = Field(default=30.0, gt=0, validation_alias="M365_HTTP_TIMEOUT")
+    # Graph's per-mailbox limits, which each worker paces itself to.
+    mailbox_concurrency: int = Field(default=4, ge=1, validation_alias="M365_GRAPH_MAILBOX_CONCURRENCY")
+    mailbox_rate: int = Field(default=10_000, ge=1, validation_alias="M365_GRAPH_MAILBOX_RATE")
+    mailbox_window: float = Field(default=600.0, gt=0, validation_alias="M365_GRAPH_MAILBOX_WINDOW_SECONDS")
     # Storage: the Functions host's own connection, as a connection string (Azurite) or identity-based.
     storage_connection: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
     queue_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__queueServiceUri")

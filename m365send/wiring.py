@@ -19,6 +19,7 @@ from m365send.errors import ConfigurationInvalid, DependencyUnavailable
 from m365send.graph import GraphMailClient
 from m365send.keyvault import KeyVaultSecrets
 from m365send.outbox import OutboxProcessor
+from m365send.pacing import MailboxPacer
 from m365send.service import EmailService
 from m365send.settings import DEFAULT_AUTHORITY_HOST, Settings, load_settings
 from m365send.tokens import GraphTokens
@@ -84,6 +85,12 @@ def build_parts(settings: Settings) -> Parts:
         base_url=settings.graph_base_url,
         max_attempts=settings.graph_max_attempts,
         max_retry_wait=settings.graph_max_retry_wait,
+        pacer=MailboxPacer(
+            concurrency=settings.mailbox_concurrency,
+            rate=settings.mailbox_rate,
+            window=settings.mailbox_window,
+            max_wait=settings.graph_max_retry_wait,
+        ),
     )
     return Parts(secrets=secrets, credential=credential, tokens=tokens, mail=mail)
 

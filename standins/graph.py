@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 import threading
 import time
@@ -111,6 +112,12 @@ class GraphStandIn:
         self.requests: Counter[str] = Counter()
         self.faults: deque[Fault] = deque()
         self.latency = 0.0
+        # Graph's per-mailbox limits (per app): concurrent requests, and requests per window.
+        self.mailbox_concurrency: int | None = None
+        self.mailbox_rate: tuple[int, float] | None = None  # (requests, seconds)
+        self.throttled = 0
+        self._in_flight: Counter[str] = Counter()
+        self._admitted: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -142,6 +149,42 @@ class GraphStandIn:
         with self._lock:
             self.requests[request.path] += 1
             fault = self.faults.popleft() if self.faults else None
+            refused = self._admit(request.path)
+        if refused:
+            return refused
+        try:
+            return self._answer(request, fault)
+        finally:
+            with self._lock:
+                self._in_flight[request.path] -= 1
+
+    def _admit(self, path: str) -> Reply | None:
+        """Apply the mailbox limits (the path names the mailbox); call with the lock held."""
+        now = time.monotonic()
+        if self.mailbox_concurrency is not None and self._in_flight[path] >= self.mailbox_concurrency:
+            self.throttled += 1
+            return _error(
+                429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.", {"Retry-After": "1"}
+            )
+        if self.mailbox_rate is not None:
+            limit, window = self.mailbox_rate
+            stamps = self._admitted.setdefault(path, deque())
+            while stamps and stamps[0] <= now - window:
+                stamps.popleft()
+            if len(stamps) >= limit:
+                self.throttled += 1
+                wait = max(1, math.ceil(stamps[0] + window - now))
+                return _error(
+                    429,
+                    "ApplicationThrottled",
+                    "Application is over its rate limit for this mailbox.",
+                    {"Retry-After": str(wait)},
+                )
+            stamps.append(now)
+        self._in_flight[path] += 1
+        return None
+
+    def _answer(self, request: Request, fault: Fault | None) -> Reply:
         delay = self.latency + (fault.delay if fault else 0.0)
         if delay:
             time.sleep(delay)
