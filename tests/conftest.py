@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import functools
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import azure.functions as func
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
-from azure.functions.queue import QueueMessage
-from azure.storage.queue import QueueClient
 
 import function_app
-from m365send.client import OutboxClient
 from m365send.wiring import Worker
 from standins.azurite import Azurite
 from standins.cloud import SEED_EXAMPLE, LocalCloud
+from standins.queue_host import QueueHost
 
 # Every variable the product or azure-identity reads; each test starts with none of them set.
 _ENV = [
@@ -172,91 +166,16 @@ def api(configure: Configure) -> SendApi:
     return configure()
 
 
-HOST_JSON = json.loads((Path(__file__).resolve().parent.parent / "host.json").read_text())
-
-
-class QueueHost:
-    """What the Functions host's queue listener does, for the real decorated ``outbox`` function.
-
-    It receives messages from Azurite, base64-decodes them (``messageEncoding``), calls the function
-    with a real ``func.QueueMessage``, deletes the message when the function returns, and when it
-    raises leaves it to reappear, moving it to ``<queue>-poison`` after ``maxDequeueCount`` tries.
-    """
-
-    def __init__(self, connection_string: str, queue_name: str) -> None:
-        self.queue = QueueClient.from_connection_string(connection_string, queue_name)
-        self.poison = QueueClient.from_connection_string(connection_string, f"{queue_name}-poison")
-        self.producer = OutboxClient.from_connection_string(connection_string, queue_name)
-        self.producer.create_queue()
-        self._function = indexed_functions()["outbox"].get_user_function()
-        self.max_dequeue_count = int(HOST_JSON["extensions"]["queues"]["maxDequeueCount"])
-        self.failures: list[BaseException] = []
-
-    def put_raw(self, body: bytes) -> None:
-        """Enqueue bytes exactly as a producer using base64 encoding would."""
-        self.queue.send_message(base64.b64encode(body).decode())
-
-    def run_once(self) -> int:
-        """Process every message visible now; returns how many were processed."""
-        processed = 0
-        for received in self.queue.receive_messages(messages_per_page=16, visibility_timeout=30):
-            processed += 1
-            # The concrete class the Python worker hands to queue triggers (it carries dequeue_count).
-            message = QueueMessage(  # type: ignore[no-untyped-call]
-                id=received.id,
-                body=base64.b64decode(received.content),
-                dequeue_count=received.dequeue_count,
-                pop_receipt=received.pop_receipt,
-            )
-            try:
-                self._function(message)
-            except Exception as exc:
-                self.failures.append(exc)
-                if (received.dequeue_count or 0) >= self.max_dequeue_count:
-                    if not self._exists(self.poison):
-                        self.poison.create_queue()
-                    self.poison.send_message(received.content)
-                    self.queue.delete_message(received)
-                else:  # visible again at once: a test need not wait out the host's visibility timeout
-                    self.queue.update_message(received, visibility_timeout=0)
-                continue
-            self.queue.delete_message(received)
-        return processed
-
-    def drain(self, *, timeout: float = 30.0) -> None:
-        """Run until the queue is empty (including messages handed back with a delay)."""
-        deadline = time.monotonic() + timeout
-        while self.queue.get_queue_properties().approximate_message_count:
-            if time.monotonic() > deadline:
-                raise AssertionError("the outbox queue did not drain in time")
-            if not self.run_once():
-                time.sleep(0.1)
-
-    def waiting(self) -> int:
-        """Messages still on the queue, visible or not."""
-        return int(self.queue.get_queue_properties().approximate_message_count or 0)
-
-    def poisoned(self) -> int:
-        """Messages on the poison queue."""
-        return (
-            int(self.poison.get_queue_properties().approximate_message_count or 0) if self._exists(self.poison) else 0
-        )
-
-    @staticmethod
-    def _exists(queue: QueueClient) -> bool:
-        try:
-            queue.get_queue_properties()
-        except ResourceNotFoundError:
-            return False
-        return True
-
-
 @pytest.fixture
 def queue_host(configure: Configure, storage_settings: dict[str, str]) -> Callable[..., QueueHost]:
     """Configure a worker with storage and return the emulated queue host (keyword settings override)."""
 
     def _host(credential: Literal["secret", "certificate"] = "secret", **overrides: str | None) -> QueueHost:
         configure(credential, **{**storage_settings, **overrides})
-        return QueueHost(storage_settings["AzureWebJobsStorage"], storage_settings["M365_QUEUE_NAME"])
+        return QueueHost(
+            storage_settings["AzureWebJobsStorage"],
+            storage_settings["M365_QUEUE_NAME"],
+            function=indexed_functions()["outbox"].get_user_function(),
+        )
 
     return _host

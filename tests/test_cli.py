@@ -16,7 +16,8 @@ import pytest
 from m365send import cli
 from m365send.wiring import Worker
 from standins.cloud import CLIENT_SECRET_NAME, SENDER, LocalCloud
-from tests.conftest import Configure, QueueHost
+from standins.queue_host import QueueHost
+from tests.conftest import Configure, indexed_functions
 
 Run = Any
 
@@ -157,7 +158,11 @@ def test_enqueue_puts_the_message_on_the_outbox(
     configure: Configure, storage_settings: dict[str, str], cloud: LocalCloud, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure(**storage_settings)
-    host = QueueHost(storage_settings["AzureWebJobsStorage"], storage_settings["M365_QUEUE_NAME"])
+    host = QueueHost(
+        storage_settings["AzureWebJobsStorage"],
+        storage_settings["M365_QUEUE_NAME"],
+        function=indexed_functions()["outbox"].get_user_function(),
+    )
 
     code = cli.main(["enqueue", "--to", "ann@fabrikam.com", "--subject", "Queued", "--key", "cli-1", "--json"])
     host.drain()

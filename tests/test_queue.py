@@ -21,7 +21,7 @@ from m365send.outbox import OutboxProcessor
 from m365send.tables import TableSendLog
 from standins.cloud import CLIENT_SECRET_NAME, SENDER, LocalCloud
 from standins.graph import Fault
-from tests.conftest import QueueHost
+from standins.queue_host import QueueHost
 
 Host = Callable[..., QueueHost]
 SEND_PATH = f"/v1.0/users/{SENDER}/sendMail"
@@ -344,3 +344,17 @@ def test_a_conflict_dead_letter_is_not_replayed(
 
     assert cli.main(["deadletters", "replay", letter.id], worker=function_app.current_worker()) == 1
     assert "new id" in capsys.readouterr().err
+
+
+def test_messages_processed_in_parallel_are_each_sent_once(
+    queue_host: Host, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    host = queue_host()
+    for n in range(24):
+        host.producer.enqueue(message_to(f"r{n}@fabrikam.com", seed_message), key=f"p-{n}")
+    host.producer.enqueue(message_to("r0@fabrikam.com", seed_message), key="p-0")  # a duplicate, in the same batch
+
+    host.drain(parallel=8)
+
+    assert len(cloud.graph.sent) == 24
+    assert dead_letters() == []
