@@ -1,4 +1,5 @@
-"""Benchmarks: cold start and per-send CPU, m365send next to the Microsoft Graph SDK. Prints tables.
+"""Benchmarks: cold start and per-send CPU next to the Microsoft Graph SDK, throughput at Graph's
+mailbox limits, and token / Key Vault economy. Prints tables.
 
     ./bench/run            # or: python -m bench.bench --runs 5 --sends 500
 
@@ -22,10 +23,13 @@ from typing import Any
 
 
 @contextmanager
-def standins() -> Iterator[dict[str, str]]:
+def standins(apps: int = 3) -> Iterator[dict[str, str]]:
     """The stand-ins in a child process; yields the app settings that point at them."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.standin_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bench.standin_process", "--apps", str(apps)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout
     assert process.stdin
@@ -37,11 +41,11 @@ def standins() -> Iterator[dict[str, str]]:
         process.wait(timeout=30)
 
 
-def measure(mode: str, env: dict[str, str], count: int = 0) -> dict[str, Any]:
+def measure(mode: str, env: dict[str, str], count: int = 0, module: str = "bench.children") -> dict[str, Any]:
     """Run one fresh child; its JSON line plus the wall time of the whole process."""
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "bench.children", mode, str(count)],
+        [sys.executable, "-m", module, mode, str(count)],
         env=env,
         capture_output=True,
         text=True,
@@ -66,6 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="fresh processes per cold-start figure (median)")
     parser.add_argument("--sends", type=int, default=500, help="sends per per-send CPU measurement")
+    parser.add_argument("--messages", type=int, default=2000, help="queue messages for the throughput run")
+    parser.add_argument("--economy-sends", type=int, default=10_000, help="sends over the simulated 3 hours")
     args = parser.parse_args()
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -78,6 +84,8 @@ def main() -> None:
         for mode in ("import-functions", "index", "first-send", "first-send-sdk"):
             cold[mode] = [measure(mode, env) for _ in range(args.runs)]
         cpu = {mode: [measure(mode, env, args.sends) for _ in range(3)] for mode in ("cpu", "cpu-sdk")}
+        economy = measure("economy", env, args.economy_sends, module="bench.load")
+    load = measure("throughput", dict(os.environ), args.messages, module="bench.load")
 
     def median(mode: str, key: str, scale: float = 1.0) -> str:
         return f"{statistics.median(r[key] for r in cold[mode]) * scale:.0f}"

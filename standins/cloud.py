@@ -117,6 +117,20 @@ class LocalCloud:
         self.vault.set_secret(CERTIFICATE_PASSWORD_NAME, self.certificate.password or "")
         self.mailbox: Mailbox = self.graph.add_mailbox(SENDER)
 
+    def add_app(self, client_id: str) -> dict[str, str]:
+        """Another app registration with Mail.Send and its own client secret in the vault.
+
+        Returns the settings that differ from ``env()`` for a worker using it.
+        """
+        secret, name = secrets.token_urlsafe(30), f"m365-client-secret-{client_id[:8]}"
+        self.entra.register(
+            AppRegistration(
+                client_id=client_id, tenant_id=TENANT_ID, secrets=[secret], roles={self.graph.resource: ["Mail.Send"]}
+            )
+        )
+        self.vault.set_secret(name, secret)
+        return {"M365_CLIENT_ID": client_id, "M365_CLIENT_SECRET_NAME": name}
+
     def env(self, credential: Literal["secret", "certificate"] = "secret") -> dict[str, str]:
         """App settings (and the standard TLS trust variables) for the product against these stand-ins."""
         settings = {
