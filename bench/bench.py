@@ -141,6 +141,44 @@ def main() -> None:
             ],
         )
     )
+    print(
+        table(
+            f"3. Throughput at the mailbox limits ({load['messages']} queue messages, one mailbox, one warm worker)",
+            ["limits (stand-in)", "sends/s", "ceiling/s", "ratio", "429s received", "dead-lettered", "seconds"],
+            [
+                [
+                    "4 concurrent, 100 per 6 s, 50 ms latency",
+                    f"{load['sends_per_second']:.2f}",
+                    f"{load['ceiling_per_second']:.2f}",
+                    f"{load['ratio']:.0%}",
+                    str(load["throttled_429"]),
+                    str(load["dead_lettered"]),
+                    f"{load['seconds']:.0f}",
+                ]
+            ],
+        )
+    )
+    per_credential_hour = economy["simulated_hours"] * economy["credentials"]
+    print(
+        table(
+            f"4. Token and Key Vault economy ({economy['sends']:,} sends, {economy['credentials']} credentials, "
+            f"{economy['simulated_hours']:g} simulated hours, tokens valid 1 h)",
+            ["", "total", "per credential-hour"],
+            [
+                [
+                    "Graph token requests",
+                    f"{economy['token_requests']:.0f}",
+                    f"{economy['token_requests'] / per_credential_hour:.2f}",
+                ],
+                [
+                    "Key Vault reads",
+                    f"{economy['key_vault_reads']:.0f}",
+                    f"{economy['key_vault_reads'] / per_credential_hour:.2f}",
+                ],
+                ["sends served from the token cache", f"{economy['token_cache_hits']:.0f}", ""],
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":
