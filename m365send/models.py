@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import uuid
@@ -100,6 +101,19 @@ def _parse_enum(enum: type[Priority] | type[BodyFormat], seed_name: str, value: 
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is not a valid RFC 5321 mailbox, or None.
+
+    Cached: senders and frequent recipients recur, and this check is the costliest part of validation.
+    """
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -131,14 +145,13 @@ class EmailAddress(_Model):
         if value == "":
             raise _empty("Address")
         _no_control_characters(value)
-        try:
-            validate_email(value, check_deliverability=False)
-        except EmailNotValidError as exc:
+        reason = address_problem(value)
+        if reason:
             raise PydanticCustomError(
                 "invalid_address",
                 "{address} is not a valid RFC 5321 email address: {reason}",
-                {"address": json.dumps(value), "reason": str(exc)},
-            ) from None
+                {"address": json.dumps(value), "reason": reason},
+            )
         return value
 
 
@@ -311,13 +324,8 @@ class SendRequest(_Model):
         if value == "":
             raise _empty("sender")
         _no_control_characters(value)
-        if not is_object_id(value):
-            try:
-                validate_email(value, check_deliverability=False)
-            except EmailNotValidError:
-                raise PydanticCustomError(
-                    "invalid_address", "must be a mailbox's object id or user principal name"
-                ) from None
+        if not is_object_id(value) and address_problem(value):
+            raise PydanticCustomError("invalid_address", "must be a mailbox's object id or user principal name")
         return value
 
 
