@@ -123,6 +123,21 @@ def main() -> None:
     )
     print(f"m365send's first send takes {ratio:.2f}x the SDK's time.\n")
 
+    def split(mode: str) -> list[str]:
+        runs = cold[mode]
+        return [f"{statistics.median(r[k] for r in runs):.0f}" for k in ("setup_ms", "first_call_ms")]
+
+    print(
+        table(
+            "1b. Where a first send's time goes (median ms; the rest of the wall time is Python's start)",
+            ["client", "imports + client set-up", "first call to Graph's 202"],
+            [
+                ["m365send (Key Vault read in the first call)", *split("first-send")],
+                ["msgraph-sdk (Key Vault read in set-up)", *split("first-send-sdk")],
+            ],
+        )
+    )
+
     def cpu_row(mode: str, name: str) -> list[str]:
         runs = cpu[mode]
         return [
