@@ -97,6 +97,14 @@ def health_check(req: func.HttpRequest) -> func.HttpResponse:
     return _response(health(current_worker().settings))
 
 
+@app.function_name("purge")
+@app.timer_trigger(arg_name="timer", schedule="0 30 3 * * *", run_on_startup=False)
+def purge(timer: func.TimerRequest) -> None:
+    """Daily at 03:30 UTC: delete send records whose idempotency window (M365_IDEMPOTENCY_HOURS) has passed."""
+    deleted = current_worker().sends().purge_expired()
+    log.info("purged %d expired send records", deleted)
+
+
 @app.function_name("outbox")
 @app.queue_trigger(arg_name="msg", queue_name=QUEUE_NAME, connection="AzureWebJobsStorage")
 def outbox(msg: func.QueueMessage) -> None:

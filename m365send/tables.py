@@ -174,6 +174,20 @@ class TableSendLog:
         except AzureError as exc:
             log.warning("could not release a reservation; it frees itself when its lease ends: %s", type(exc).__name__)
 
+    def purge_expired(self) -> int:
+        """Delete send records whose idempotency window has passed; returns how many."""
+        cutoff = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = f"PartitionKey ge 'send-' and PartitionKey lt 'send.' and ExpiresAt lt datetime'{cutoff}'"
+        deleted = 0
+        try:
+            for entity in self._table.query_entities(query, select=["PartitionKey", "RowKey"]):
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                    deleted += 1
+        except AzureError as exc:
+            raise _unavailable(exc) from None
+        return deleted
+
     def forget(self, key: str) -> None:
         """Delete the key's record (an operator replaying a dead letter)."""
         with contextlib.suppress(ResourceNotFoundError):
