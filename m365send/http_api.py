@@ -56,6 +56,17 @@ class HttpResult:
         """The body as UTF-8 JSON."""
         return json.dumps(self.body, ensure_ascii=False).encode()
 
+    def stored(self) -> dict[str, Any]:
+        """The form kept in a send record, so a repeat of the key can be answered the same way."""
+        return {"httpStatus": self.status, "body": self.body}
+
+    @classmethod
+    def replayed(cls, stored: dict[str, Any]) -> HttpResult:
+        """A stored answer, marked as a replay."""
+        status = int(stored["httpStatus"])
+        content_type = "application/json" if status < 400 else "application/problem+json"
+        return cls(status, stored["body"], {"Content-Type": content_type, "Idempotent-Replayed": "true"})
+
 
 def accepted(receipt: SendReceipt, *, idempotency_key: str | None = None) -> HttpResult:
     """``202 Accepted``: Graph took the message for delivery."""
@@ -168,15 +179,7 @@ def _send_once(request: SendRequest, key: str, service: Callable[[], EmailServic
         left = reservation.lease_left(datetime.now(UTC)).total_seconds()
         raise SendInProgress(f"a send with Idempotency-Key '{key}' is in progress", retry_after=max(left, 1.0))
     if decision in (Decision.ALREADY_SENT, Decision.ALREADY_FAILED) and reservation.record.answer:
-        stored = reservation.record.answer
-        return HttpResult(
-            int(stored["httpStatus"]),
-            stored["body"],
-            {
-                "Content-Type": "application/json" if stored["httpStatus"] < 400 else "application/problem+json",
-                "Idempotent-Replayed": "true",
-            },
-        )
+        return HttpResult.replayed(reservation.record.answer)
     try:
         receipt = service().send(request)
     except M365SendError as error:
@@ -185,13 +188,13 @@ def _send_once(request: SendRequest, key: str, service: Callable[[], EmailServic
                 sends.release(reservation)
         else:
             failed = problem(error, request_id=request.request_id)
-            sends.mark_failed(reservation, answer={"httpStatus": failed.status, "body": failed.body})
+            sends.mark_failed(reservation, answer=failed.stored())
         raise
     result = accepted(receipt, idempotency_key=key)
     sends.mark_sent(
         reservation,
         graph_request_id=receipt.graph_request_id,
-        answer={"httpStatus": result.status, "body": result.body},
+        answer=result.stored(),
     )
     return result
 

@@ -137,7 +137,7 @@ class OutboxProcessor:
         self._sends.mark_sent(
             reservation,
             graph_request_id=receipt.graph_request_id,
-            answer={"httpStatus": answer.status, "body": answer.body},
+            answer=answer.stored(),
         )
         return QueueResult("sent", queued.key)
 
@@ -192,4 +192,4 @@ class OutboxProcessor:
 
 def _answer(error: M365SendError, queued: QueuedSend) -> dict[str, Any]:
     result = problem(error, request_id=queued.request.request_id)
-    return {"httpStatus": result.status, "body": result.body}
+    return result.stored()
