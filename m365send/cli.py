@@ -16,12 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from m365send.attachments import chunk_ranges
 from m365send.envelope import key_of
 from m365send.errors import M365SendError, SenderNotAllowed, outcome_of
-from m365send.graph_message import send_mail_body
+from m365send.graph_message import attachment_item, file_attachment, graph_message, send_mail_body
 from m365send.http_api import problem
-from m365send.models import parse_send_request
+from m365send.models import SendRequest, parse_send_request
 from m365send.sendlog import SendStatus
+from m365send.service import SendPlan
 from m365send.tables import DeadLetter
 from m365send.wiring import Storage, Worker, build_parts
 
@@ -139,18 +141,43 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
 
+def _dry_run(plan: SendPlan, request: SendRequest, graph_base_url: str) -> dict[str, Any]:
+    """The Graph request a send would make (or, for a draft, each step); file contents shown as their size."""
+    users = f"{graph_base_url}/users/{plan.mailbox}"
+    if plan.fits_one_request:
+        files = [file_attachment(a, f"<{a.size:,} bytes>") for a in plan.attachments]
+        return {"method": "POST", "url": f"{users}/sendMail", "body": send_mail_body(request.message, files)}
+    steps: list[dict[str, Any]] = [
+        {"method": "POST", "url": f"{users}/messages", "body": graph_message(request.message)}
+    ]
+    for a in plan.attachments:
+        if a.needs_upload_session:
+            steps.append(
+                {
+                    "method": "POST",
+                    "url": f"{users}/messages/{{id}}/attachments/createUploadSession",
+                    "body": attachment_item(a),
+                    "chunks": len(list(chunk_ranges(a.size))),
+                }
+            )
+        else:
+            steps.append(
+                {
+                    "method": "POST",
+                    "url": f"{users}/messages/{{id}}/attachments",
+                    "body": file_attachment(a, f"<{a.size:,} bytes>"),
+                }
+            )
+    steps.append({"method": "POST", "url": f"{users}/messages/{{id}}/send"})
+    return {"draft": steps}
+
+
 def _send(worker: Worker, args: argparse.Namespace) -> int:
     settings = worker.settings()
     request = parse_send_request(_message(args, lambda: settings.sender), sender=args.sender)
     service = worker.service()
     if args.dry_run:
-        mailbox = service.check(request)
-        graph_request = {
-            "method": "POST",
-            "url": f"{settings.graph_base_url}/users/{mailbox}/sendMail",
-            "body": send_mail_body(request.message),
-        }
-        print(json.dumps(graph_request, indent=2))
+        print(json.dumps(_dry_run(service.plan(request), request, settings.graph_base_url), indent=2))
         return 0
     receipt = service.send(request)
     _print(

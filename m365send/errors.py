@@ -4,6 +4,9 @@
 
     M365SendError
     ├── RequestInvalid            400  dead-letter  the message or request failed validation
+    │   ├── AttachmentNotAllowed  403  dead-letter  a blob outside M365_ATTACHMENT_CONTAINERS (checked before any read)
+    │   ├── AttachmentNotFound    400  dead-letter  a referenced blob or its container does not exist
+    │   └── AttachmentAccessDenied 403 dead-letter  the app's identity may not read a referenced blob
     ├── PayloadTooLarge           413  dead-letter  the Graph request would exceed Graph's 4 MB limit
     ├── SenderNotAllowed          403  dead-letter  mailbox or From not in M365_ALLOWED_SENDERS
     ├── IdempotencyConflict       409  dead-letter  the idempotency key was used for a different message
@@ -17,6 +20,7 @@
     ├── GraphRejected             502  dead-letter  Graph refused the request for another reason
     │   ├── RecipientsRejected    400  dead-letter  Graph could not resolve a recipient
     │   ├── SendAsDenied          403  dead-letter  the app may not send as this mailbox
+    │   │   └── DraftsDenied      403  dead-letter  large attachments need a draft: Mail.ReadWrite is missing
     │   └── MailboxNotFound       404  dead-letter  no such mailbox, or not enabled for REST
     └── DependencyUnavailable     503  retry        Graph, Entra ID or Key Vault unreachable or throttling
 
@@ -32,12 +36,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "AttachmentAccessDenied",
+    "AttachmentNotAllowed",
+    "AttachmentNotFound",
     "CertificateInvalid",
     "ConfigurationInvalid",
     "CredentialError",
     "CredentialRejected",
     "DependencyUnavailable",
     "Disposition",
+    "DraftsDenied",
     "FieldProblem",
     "GraphRejected",
     "IdempotencyConflict",
@@ -100,6 +108,37 @@ class RequestInvalid(M365SendError):
         first = self.problems[0]
         more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
         super().__init__(f"{first.field}: {first.message}{more}", exception=first.exception)
+
+
+class _AttachmentProblem(RequestInvalid):
+    """A referenced attachment cannot be used; names the attachment's field."""
+
+    code = "attachment"
+    seed_exception = "ArgumentException"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__([FieldProblem(field, self.code, message, self.seed_exception)])
+
+
+class AttachmentNotAllowed(_AttachmentProblem):
+    """The blob is in a container this deployment does not read attachments from."""
+
+    code = "not_allowed"
+    seed_exception = "UnauthorizedAccessException"
+
+
+class AttachmentNotFound(_AttachmentProblem):
+    """The referenced blob (or its container) does not exist."""
+
+    code = "not_found"
+    seed_exception = "FileNotFoundException"
+
+
+class AttachmentAccessDenied(_AttachmentProblem):
+    """The app's identity may not read the referenced blob."""
+
+    code = "access_denied"
+    seed_exception = "UnauthorizedAccessException"
 
 
 class PayloadTooLarge(M365SendError):
@@ -174,6 +213,10 @@ class SendAsDenied(GraphRejected):
     """The app has no right to send as this mailbox (Mail.Send or an access policy)."""
 
 
+class DraftsDenied(SendAsDenied):
+    """Graph refused to create a draft: sending large attachments needs ``Mail.ReadWrite`` too."""
+
+
 class MailboxNotFound(GraphRejected):
     """The sending mailbox does not exist or has no Exchange Online mailbox."""
 
@@ -196,6 +239,11 @@ _DL = Disposition.DEAD_LETTER
 OUTCOMES: dict[type[M365SendError], Outcome] = {
     M365SendError: Outcome(500, _DL, "internal", "The email could not be sent"),
     RequestInvalid: Outcome(400, _DL, "validation", "The email message is not valid"),
+    AttachmentNotAllowed: Outcome(
+        403, _DL, "attachment-not-allowed", "The attachment is in a container this service may not read"
+    ),
+    AttachmentNotFound: Outcome(400, _DL, "attachment-not-found", "An attachment was not found"),
+    AttachmentAccessDenied: Outcome(403, _DL, "attachment-access-denied", "An attachment could not be read"),
     PayloadTooLarge: Outcome(413, _DL, "payload-too-large", "The email message is too large"),
     SenderNotAllowed: Outcome(403, _DL, "sender-not-allowed", "Sending as this mailbox is not allowed"),
     IdempotencyConflict: Outcome(
@@ -209,6 +257,9 @@ OUTCOMES: dict[type[M365SendError], Outcome] = {
     GraphRejected: Outcome(502, _DL, "graph-rejected", "Microsoft Graph refused the email"),
     RecipientsRejected: Outcome(400, _DL, "recipients-rejected", "Microsoft Graph refused a recipient"),
     SendAsDenied: Outcome(403, _DL, "send-as-denied", "The app may not send as this mailbox"),
+    DraftsDenied: Outcome(
+        403, _DL, "drafts-denied", "The app may not create drafts (Mail.ReadWrite), which large attachments need"
+    ),
     MailboxNotFound: Outcome(404, _DL, "mailbox-not-found", "The sending mailbox was not found"),
     DependencyUnavailable: Outcome(
         503, Disposition.RETRY, "dependency-unavailable", "A dependency is unavailable; try again later"

@@ -1,8 +1,12 @@
-"""Microsoft Graph ``sendMail`` over httpx, honouring throttling (429/503/504 + ``Retry-After``).
+"""Microsoft Graph mail over httpx, honouring throttling (429/503/504 + ``Retry-After``).
 
-A retry is safe only when Graph certainly did not accept the message: a throttling answer, or a
-connection that was never made. A timeout after the request went out is ambiguous (the mail may
-have been sent), so it is reported as ``DependencyUnavailable`` and not retried here.
+``sendMail`` for a message that fits one request; for larger ones a draft, its attachments (small
+ones POSTed, large ones through an upload session, chunk by chunk), then ``send``.
+
+A retry is safe only when Graph certainly did not act: a throttling answer, or a connection that
+was never made. A timeout after a send went out is ambiguous (the mail may have been sent), so it
+is reported as ``DependencyUnavailable`` and not retried here. An upload chunk is different: after
+any transient failure the session itself says which bytes it has, and the upload resumes there.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from m365send.attachments import UPLOAD_CHUNK, Content
 from m365send.errors import (
     DependencyUnavailable,
+    DraftsDenied,
     GraphRejected,
     MailboxNotFound,
     PayloadTooLarge,
@@ -40,7 +46,7 @@ from m365send.logcontext import add_log_context
 from m365send.pacing import MailboxPacer
 from m365send.telemetry import GRAPH_DURATION, THROTTLING_WAIT
 
-__all__ = ["GraphMailClient", "GraphReceipt", "parse_retry_after"]
+__all__ = ["GraphMailClient", "GraphReceipt", "UploadSession", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,7 @@ _RETRY_STATUSES = frozenset({429, 503, 504})
 _RECIPIENT_CODES = frozenset({"ErrorInvalidRecipients", "ErrorInvalidRecipientsFormat", "ErrorRecipientNotFound"})
 _SEND_AS_CODES = frozenset({"ErrorSendAsDenied", "ErrorAccessDenied", "ErrorSubmissionQuotaExceeded"})
 _MAILBOX_CODES = frozenset({"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "MailboxNotFound", "ResourceNotFound"})
+_SIZE_CODES = frozenset({"ErrorMessageSizeExceeded", "RequestEntityTooLarge", "ErrorAttachmentSizeExceeded"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,20 @@ class _Throttled(Exception):
 
 class _Unreachable(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class UploadSession:
+    """An attachment upload session: its pre-authenticated URL and the first byte it expects."""
+
+    url: str
+    next_offset: int
+
+
+def _next_offset(answer: dict[str, Any]) -> int:
+    """The start of the first of ``nextExpectedRanges`` (``"2097152"`` or ``"2097152-"``)."""
+    ranges = answer.get("nextExpectedRanges") or ["0-"]
+    return int(str(ranges[0]).split("-", 1)[0])
 
 
 class _RetryAfterBeyond(stop_base):
@@ -108,7 +129,7 @@ def _graph_error(response: httpx.Response) -> tuple[str, str]:
 
 
 class GraphMailClient:
-    """Sends a prepared ``sendMail`` body as a mailbox; one instance (and connection pool) per worker."""
+    """Sends mail as a mailbox through Graph; one instance (and connection pool) per worker."""
 
     def __init__(
         self,
@@ -128,19 +149,145 @@ class GraphMailClient:
         self._pacer = pacer
         self._backoff = wait_exponential_jitter(multiplier=0.5, max=max_retry_wait, jitter=0.5)
 
+    # --- the operations ---------------------------------------------------------------------------
     def send_mail(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> GraphReceipt:
         """POST ``/users/{mailbox}/sendMail``; retries throttling within the configured budget.
 
         Raises a ``GraphRejected`` subclass for Graph's refusals and ``DependencyUnavailable``
         (with ``retry_after``) when Graph stays throttled or unreachable.
         """
-        url = f"{self._base_url}/users/{quote(mailbox, safe='@')}/sendMail"
+        response, attempts = self._call(
+            "POST", mailbox, "sendMail", token=token, client_request_id=client_request_id, body=body, sends=True
+        )
+        return GraphReceipt(response.headers.get("request-id"), client_request_id, attempts)
+
+    def create_draft(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> str:
+        """POST ``/users/{mailbox}/messages`` (needs Mail.ReadWrite); the draft's id."""
+        response, _ = self._call(
+            "POST", mailbox, "messages", token=token, client_request_id=client_request_id, body=body, drafts=True
+        )
+        return str(response.json()["id"])
+
+    def add_attachment(self, *, mailbox: str, message_id: str, body: bytes, token: str, client_request_id: str) -> None:
+        """POST a ``fileAttachment`` (under 3 MB) to the draft."""
+        self._call(
+            "POST",
+            mailbox,
+            f"messages/{quote(message_id, safe='')}/attachments",
+            token=token,
+            client_request_id=client_request_id,
+            body=body,
+            drafts=True,
+        )
+
+    def create_upload_session(
+        self, *, mailbox: str, message_id: str, body: bytes, token: str, client_request_id: str
+    ) -> UploadSession:
+        """POST ``attachments/createUploadSession`` for a file of 3 to 150 MB."""
+        response, _ = self._call(
+            "POST",
+            mailbox,
+            f"messages/{quote(message_id, safe='')}/attachments/createUploadSession",
+            token=token,
+            client_request_id=client_request_id,
+            body=body,
+            drafts=True,
+        )
+        answer = response.json()
+        return UploadSession(url=str(answer["uploadUrl"]), next_offset=_next_offset(answer))
+
+    def send_draft(self, *, mailbox: str, message_id: str, token: str, client_request_id: str) -> GraphReceipt:
+        """POST ``messages/{id}/send``: the draft goes out and moves to Sent Items."""
+        response, attempts = self._call(
+            "POST",
+            mailbox,
+            f"messages/{quote(message_id, safe='')}/send",
+            token=token,
+            client_request_id=client_request_id,
+            sends=True,
+        )
+        return GraphReceipt(response.headers.get("request-id"), client_request_id, attempts)
+
+    def delete_draft(self, *, mailbox: str, message_id: str, token: str, client_request_id: str) -> None:
+        """DELETE the draft (one already gone counts as deleted)."""
+        try:
+            self._call(
+                "DELETE",
+                mailbox,
+                f"messages/{quote(message_id, safe='')}",
+                token=token,
+                client_request_id=client_request_id,
+                drafts=True,
+            )
+        except MailboxNotFound as exc:
+            if exc.graph_status != 404:
+                raise
+
+    def upload(self, session: UploadSession, content: Content) -> None:
+        """PUT ``content`` to the session chunk by chunk (multiples of 320 KiB, under 4 MB each).
+
+        One chunk is in memory at a time. After a transient failure (throttling, 5xx, a dropped
+        connection or a timeout) the session is asked which bytes it has, and the upload resumes
+        there, within the same attempt and wait budget as every other Graph call.
+        """
+        offset: int | None = session.next_offset
+        sent_to = 0  # end of the last chunk sent, to recognise a session that completed unseen
+        failures = 0
+        while True:
+            try:
+                if offset is None:
+                    offset = self._upload_offset(session.url)
+                    if offset is None:  # the session is gone: it completed (if the last chunk was sent) or expired
+                        if sent_to == content.size:
+                            return
+                        raise DependencyUnavailable("the attachment upload session expired before the upload finished")
+                length = min(UPLOAD_CHUNK, content.size - offset)
+                sent_to = offset + length
+                next_offset = self._put_chunk(session.url, offset, content.read(offset, length), content.size)
+            except (_Throttled, _Unreachable, httpx.TransportError) as exc:
+                failures += 1
+                retry_after = exc.retry_after if isinstance(exc, _Throttled) else None
+                if failures >= self._max_attempts or (retry_after or 0.0) > self._max_retry_wait:
+                    raise DependencyUnavailable(
+                        f"the attachment upload failed {failures} time(s) in a row ({type(exc).__name__})",
+                        retry_after=retry_after,
+                    ) from None
+                wait = retry_after if retry_after is not None else min(0.5 * 2 ** (failures - 1), self._max_retry_wait)
+                log.warning("attachment upload interrupted; resuming", extra={"failures": failures, "wait": wait})
+                THROTTLING_WAIT.record(wait)
+                self._sleep(wait)
+                offset = None  # ask the session which bytes it has
+                continue
+            if next_offset is None:
+                return
+            offset, failures = next_offset, 0
+
+    # --- HTTP -----------------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        mailbox: str,
+        path: str,
+        *,
+        token: str,
+        client_request_id: str,
+        body: bytes | None = None,
+        sends: bool = False,
+        drafts: bool = False,
+    ) -> tuple[httpx.Response, int]:
+        """One Graph request on ``/users/{mailbox}/{path}`` with throttling retries and pacing.
+
+        ``sends``: the request may deliver mail, so a timeout after it went out is ambiguous.
+        ``drafts``: a 403 means the draft permission (Mail.ReadWrite) is missing.
+        """
+        url = f"{self._base_url}/users/{quote(mailbox, safe='@')}/{path}"
         headers = {
             "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
             "client-request-id": client_request_id,
             "return-client-request-id": "true",
         }
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         retrying = Retrying(
             retry=retry_if_exception_type((_Throttled, _Unreachable)),
             stop=stop_any(stop_after_attempt(self._max_attempts), _RetryAfterBeyond(self._max_retry_wait)),
@@ -151,7 +298,7 @@ class GraphMailClient:
         try:
             for attempt in retrying:
                 with attempt, self._paced(mailbox):
-                    response = self._post(url, body, headers)
+                    response = self._request(method, url, body, headers, sends=sends, drafts=drafts)
         except _Throttled as exc:
             raise DependencyUnavailable(
                 f"Microsoft Graph is throttling or unavailable (HTTP {exc.status}) after "
@@ -160,11 +307,7 @@ class GraphMailClient:
             ) from None
         except _Unreachable as exc:
             raise DependencyUnavailable(f"Microsoft Graph is unreachable: {exc}") from None
-        return GraphReceipt(
-            request_id=response.headers.get("request-id"),
-            client_request_id=client_request_id,
-            attempts=int(retrying.statistics.get("attempt_number", 1)),
-        )
+        return response, int(retrying.statistics.get("attempt_number", 1))
 
     @contextmanager
     def _paced(self, mailbox: str) -> Iterator[None]:
@@ -174,29 +317,72 @@ class GraphMailClient:
         with self._pacer.slot(mailbox):
             yield
 
-    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    def _request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str], *, sends: bool, drafts: bool
+    ) -> httpx.Response:
         started = time.perf_counter()
         try:
-            response = self._http.post(url, content=body, headers=headers)
+            response = self._http.request(method, url, content=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise _Unreachable(type(exc).__name__) from None
         except httpx.TransportError as exc:
-            raise DependencyUnavailable(
-                f"Microsoft Graph did not answer ({type(exc).__name__}); the email may or may not have been sent",
-                outcome_unknown=True,
-            ) from None
+            if sends:
+                raise DependencyUnavailable(
+                    f"Microsoft Graph did not answer ({type(exc).__name__}); the email may or may not have been sent",
+                    outcome_unknown=True,
+                ) from None
+            raise DependencyUnavailable(f"Microsoft Graph did not answer ({type(exc).__name__})") from None
         GRAPH_DURATION.record((time.perf_counter() - started) * 1000, {"status": response.status_code})
         add_log_context(graph_request_id=response.headers.get("request-id"))
-        if response.status_code == 202:
+        if response.is_success:
             return response
         if response.status_code in _RETRY_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            log.warning(
-                "Graph throttled the send",
-                extra={"graph_status": response.status_code, "retry_after": retry_after},
-            )
-            raise _Throttled(response.status_code, retry_after)
-        raise self._rejection(response)
+            raise self._throttled(response)
+        raise self._rejection(response, drafts=drafts)
+
+    @staticmethod
+    def _throttled(response: httpx.Response) -> _Throttled:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        log.warning(
+            "Graph throttled the request", extra={"graph_status": response.status_code, "retry_after": retry_after}
+        )
+        return _Throttled(response.status_code, retry_after)
+
+    def _put_chunk(self, url: str, offset: int, data: bytes, total: int) -> int | None:
+        """One chunk; the next offset the session expects, or None once the file is complete."""
+        # The upload URL is pre-authenticated: an Authorization header would make it fail.
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(len(data)),
+            "Content-Range": f"bytes {offset}-{offset + len(data) - 1}/{total}",
+        }
+        try:
+            # A one-shot iterator, not the bytes: httpx's response and request stay alive in a
+            # reference cycle until the garbage collector runs, and would keep every chunk with them.
+            response = self._http.put(url, content=iter((data,)), headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise _Unreachable(type(exc).__name__) from None
+        if response.status_code == 201:
+            return None
+        if response.status_code == 200:
+            return _next_offset(response.json())
+        if response.status_code in _RETRY_STATUSES or response.status_code >= 500:
+            raise self._throttled(response)
+        raise self._rejection(response, drafts=True)
+
+    def _upload_offset(self, url: str) -> int | None:
+        """Ask the session which byte it expects next; None when the session no longer exists."""
+        try:
+            response = self._http.get(url)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise _Unreachable(type(exc).__name__) from None
+        if response.status_code in _RETRY_STATUSES or response.status_code >= 500:
+            raise self._throttled(response)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._rejection(response, drafts=True)
+        return _next_offset(response.json())
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -206,14 +392,22 @@ class GraphMailClient:
         return wait
 
     @staticmethod
-    def _rejection(response: httpx.Response) -> GraphRejected | PayloadTooLarge:
+    def _rejection(response: httpx.Response, *, drafts: bool = False) -> GraphRejected | PayloadTooLarge:
         code, message = _graph_error(response)
         status = response.status_code
         detail = f"Microsoft Graph refused the email (HTTP {status} {code}): {message}"
-        if status == 413:
+        if status == 413 or code in _SIZE_CODES:
             return PayloadTooLarge(detail, exception="ServiceException")
         if code in _RECIPIENT_CODES:
             return RecipientsRejected(detail, code=code, graph_status=status)
+        if drafts and status == 403:
+            return DraftsDenied(
+                f"{detail}. Attachments that do not fit one 4 MB request are sent through a draft, which needs "
+                "the Mail.ReadWrite application permission besides Mail.Send (and the mailbox in the app's "
+                "access policy or RBAC scope)",
+                code=code,
+                graph_status=status,
+            )
         if code in _SEND_AS_CODES or status == 403:
             return SendAsDenied(detail, code=code, graph_status=status)
         if code in _MAILBOX_CODES or status == 404:

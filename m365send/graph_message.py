@@ -1,16 +1,29 @@
-"""Map a validated ``EmailMessage`` to the body of Graph's ``POST /users/{id}/sendMail``. Pure."""
+"""Map a validated ``EmailMessage`` to Graph's JSON: the ``sendMail`` body, a draft, its attachments. Pure."""
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from m365send.attachments import InlineContent, ResolvedAttachment
 from m365send.errors import PayloadTooLarge
 from m365send.models import EmailAddress, EmailMessage
 
-__all__ = ["GRAPH_REQUEST_LIMIT", "encode_send_mail", "send_mail_body"]
+__all__ = [
+    "GRAPH_REQUEST_LIMIT",
+    "attachment_item",
+    "content_base64",
+    "encode_json",
+    "encode_send_mail",
+    "file_attachment",
+    "graph_message",
+    "send_mail_body",
+    "send_mail_size",
+]
 
-# Graph refuses sendMail requests over 4 MB; attachments larger than that need an upload session.
+# Graph refuses requests over 4 MB; a message whose attachments do not fit goes through a draft.
 GRAPH_REQUEST_LIMIT = 4 * 1024 * 1024
 
 
@@ -21,9 +34,14 @@ def _recipient(address: EmailAddress) -> dict[str, Any]:
     return {"emailAddress": email}
 
 
-def send_mail_body(message: EmailMessage) -> dict[str, Any]:
-    """The sendMail JSON: recipients, ``from``, ``importance``, ``body.contentType``, attachments."""
-    graph_message: dict[str, Any] = {
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON, as every request body is sent."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def graph_message(message: EmailMessage) -> dict[str, Any]:
+    """Graph's ``message``: recipients, ``from``, ``importance``, ``body.contentType``; no attachments."""
+    return {
         "subject": message.subject,
         "importance": message.priority.value,
         "body": {"contentType": message.body_format.value, "content": message.body},
@@ -32,29 +50,65 @@ def send_mail_body(message: EmailMessage) -> dict[str, Any]:
         "ccRecipients": [_recipient(a) for a in message.cc],
         "bccRecipients": [_recipient(a) for a in message.bcc],
     }
-    if message.attachments:
-        graph_message["attachments"] = [
-            {
-                "@odata.type": "#microsoft.graph.fileAttachment",
-                "name": a.name,
-                "contentType": a.content_type,
-                "contentBytes": a.content_bytes,
-                "isInline": a.is_inline,
-                **({"contentId": a.content_id} if a.content_id else {}),
-            }
-            for a in message.attachments
-        ]
-    return {"message": graph_message, "saveToSentItems": True}
 
 
-def encode_send_mail(message: EmailMessage) -> bytes:
-    """The sendMail request body as UTF-8 JSON; ``PayloadTooLarge`` if Graph would refuse its size."""
-    encoded = json.dumps(send_mail_body(message), ensure_ascii=False, separators=(",", ":")).encode()
-    if len(encoded) > GRAPH_REQUEST_LIMIT:
-        attached = sum(len(a.content_bytes) for a in message.attachments)
+def file_attachment(attachment: ResolvedAttachment, content_bytes: str) -> dict[str, Any]:
+    """A ``fileAttachment`` with its base64 content."""
+    return {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "name": attachment.name,
+        "contentType": attachment.content_type,
+        "contentBytes": content_bytes,
+        "isInline": attachment.is_inline,
+        **({"contentId": attachment.content_id} if attachment.content_id else {}),
+    }
+
+
+def attachment_item(attachment: ResolvedAttachment) -> dict[str, Any]:
+    """The ``AttachmentItem`` of ``createUploadSession`` for a large file."""
+    item: dict[str, Any] = {
+        "attachmentType": "file",
+        "name": attachment.name,
+        "size": attachment.size,
+        "contentType": attachment.content_type,
+        "isInline": attachment.is_inline,
+    }
+    if attachment.content_id:
+        item["contentId"] = attachment.content_id
+    return {"AttachmentItem": item}
+
+
+def send_mail_body(message: EmailMessage, attachments: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The ``sendMail`` JSON, with the given ``fileAttachment`` objects."""
+    body = graph_message(message)
+    if attachments:
+        body["attachments"] = list(attachments)
+    return {"message": body, "saveToSentItems": True}
+
+
+def _base64_length(size: int) -> int:
+    return 4 * -(-size // 3)
+
+
+def send_mail_size(message: EmailMessage, attachments: Sequence[ResolvedAttachment]) -> int:
+    """Exact bytes of the ``sendMail`` request with every attachment inline, without encoding any content."""
+    skeleton = send_mail_body(message, [file_attachment(a, "") for a in attachments])
+    return len(encode_json(skeleton)) + sum(_base64_length(a.size) for a in attachments)
+
+
+def encode_send_mail(message: EmailMessage, attachments: Sequence[ResolvedAttachment]) -> bytes:
+    """The ``sendMail`` request with every attachment read and inlined; only for a message that fits."""
+    size = send_mail_size(message, attachments)
+    if size > GRAPH_REQUEST_LIMIT:
         raise PayloadTooLarge(
-            f"the Graph request would be {len(encoded):,} bytes ({attached:,} of them base64 attachments); "
-            f"Graph accepts at most {GRAPH_REQUEST_LIMIT:,} bytes in one sendMail call",
+            f"the sendMail request would be {size:,} bytes; Graph accepts at most {GRAPH_REQUEST_LIMIT:,}",
             exception="ArgumentException",
         )
-    return encoded
+    return encode_json(send_mail_body(message, [file_attachment(a, content_base64(a)) for a in attachments]))
+
+
+def content_base64(attachment: ResolvedAttachment) -> str:
+    """The attachment's whole content as base64 (inline content is already base64: no round trip)."""
+    if isinstance(attachment.content, InlineContent):
+        return attachment.content.encoded
+    return base64.b64encode(attachment.content.read(0, attachment.size)).decode()

@@ -26,9 +26,11 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from m365send.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, blob_reference_problem, decoded_size
 from m365send.errors import FieldProblem, RequestInvalid
 
 __all__ = [
@@ -156,17 +158,35 @@ class EmailAddress(_Model):
 
 
 class Attachment(_Model):
-    """A file attached inline as base64 (Graph ``fileAttachment``)."""
+    """A file: inline as base64 (``ContentBytes``) or a reference to a blob (``Blob``), never both.
 
-    name: str = Field(validation_alias=_alias("Name"), title="File name", description="Name shown to recipients.")
-    content_bytes: str = Field(
-        validation_alias=_alias("ContentBytes"), title="Content", description="The file's content, base64-encoded."
+    Blob references are read with the Function App's identity from the containers allowed by
+    ``M365_ATTACHMENT_CONTAINERS``; ``Name`` and ``ContentType`` then default to the blob's own.
+    """
+
+    name: str | None = Field(
+        default=None,
+        validation_alias=_alias("Name"),
+        title="File name",
+        description="Name shown to recipients; for a blob, defaults to the blob's file name.",
     )
-    content_type: str = Field(
-        default="application/octet-stream",
+    content_bytes: str | None = Field(
+        default=None,
+        validation_alias=_alias("ContentBytes"),
+        title="Content",
+        description="The file's content, base64-encoded. Give this or Blob.",
+    )
+    blob: str | None = Field(
+        default=None,
+        validation_alias=_alias("Blob"),
+        title="Blob",
+        description="container/path/to/file.pdf of a blob in an allowed container. Give this or ContentBytes.",
+    )
+    content_type: str | None = Field(
+        default=None,
         validation_alias=_alias("ContentType"),
         title="Content type",
-        description="MIME type, e.g. application/pdf.",
+        description="MIME type, e.g. application/pdf; by default the blob's, or guessed from the name.",
     )
     is_inline: bool = Field(
         default=False,
@@ -184,8 +204,6 @@ class Attachment(_Model):
     @field_validator("name", mode="before")
     @classmethod
     def _name(cls, value: Any) -> Any:
-        if value is None:
-            raise _null("Name")
         if value == "":
             raise _empty("Name")
         return _no_control_characters(value) if isinstance(value, str) else value
@@ -193,8 +211,6 @@ class Attachment(_Model):
     @field_validator("content_bytes", mode="before")
     @classmethod
     def _content(cls, value: Any) -> Any:
-        if value is None:
-            raise _null("ContentBytes")
         if not isinstance(value, str):
             return value
         compact = "".join(value.split())  # tolerate base64 wrapped at 76 columns
@@ -202,13 +218,30 @@ class Attachment(_Model):
             base64.b64decode(compact, validate=True)
         except (binascii.Error, ValueError):
             raise PydanticCustomError("invalid_base64", "is not valid base64") from None
+        if decoded_size(compact) > MAX_ATTACHMENT_BYTES:
+            raise PydanticCustomError(
+                "too_large",
+                "is {size} bytes; an attachment may be at most {limit} bytes (150 MB)",
+                {"size": f"{decoded_size(compact):,}", "limit": f"{MAX_ATTACHMENT_BYTES:,}"},
+            )
         return compact
+
+    @field_validator("blob", mode="before")
+    @classmethod
+    def _blob(cls, value: Any) -> Any:
+        if value == "":
+            raise _empty("Blob")
+        if isinstance(value, str):
+            problem = blob_reference_problem(value)
+            if problem:
+                raise PydanticCustomError("invalid_blob", "{problem}", {"problem": problem})
+        return value
 
     @field_validator("content_type", mode="before")
     @classmethod
     def _content_type(cls, value: Any) -> Any:
         if value is None or value == "":
-            return "application/octet-stream"
+            return None
         if isinstance(value, str) and not _MIME_TYPE.match(value):
             raise PydanticCustomError(
                 "argument", "{value} is not a MIME type such as application/pdf", {"value": json.dumps(value)}
@@ -218,7 +251,36 @@ class Attachment(_Model):
     @field_validator("content_id", mode="before")
     @classmethod
     def _content_id(cls, value: Any) -> Any:
-        return _no_control_characters(value) if isinstance(value, str) else value
+        if value == "":
+            return None
+        if isinstance(value, str) and (_CONTROL.search(value) or any(c in value for c in " <>")):
+            raise PydanticCustomError("argument", "must not contain spaces, angle brackets or line breaks")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Attachment:
+        if self.content_bytes is None and self.blob is None:
+            raise PydanticCustomError(
+                "property_null", "give ContentBytes (the file, base64-encoded) or Blob (container/path of a blob)"
+            )
+        if self.content_bytes is not None and self.blob is not None:
+            raise PydanticCustomError("argument", "give ContentBytes or Blob, not both")
+        if self.blob is None and self.name is None:
+            raise PydanticCustomError("property_null", "Name must not be null when the content is inline")
+        if self.is_inline and not self.content_id:
+            raise PydanticCustomError(
+                "property_null",
+                "an inline attachment (IsInline) needs a ContentId for the HTML body to show it as cid:",
+            )
+        return self
+
+    @property
+    def display_name(self) -> str:
+        """``Name``, or for a blob reference its file name."""
+        if self.name:
+            return self.name
+        assert self.blob is not None  # the validator guarantees a name or a blob
+        return self.blob.rsplit("/", 1)[-1]
 
 
 class EmailMessage(_Model):
@@ -252,9 +314,10 @@ class EmailMessage(_Model):
     body: str = Field(default="", validation_alias=_alias("Body"), title="Body", description="The message body.")
     attachments: list[Attachment] = Field(
         default_factory=list,
+        max_length=MAX_ATTACHMENTS,
         validation_alias=_alias("Attachments"),
         title="Attachments",
-        description="Files to attach; the whole request must stay under Graph's 4 MB.",
+        description="Files to attach, inline (base64) or blob references; up to 150 MB each.",
     )
 
     @field_validator("to", mode="before")
@@ -338,7 +401,44 @@ _EXCEPTION_BY_TYPE = {
     "invalid_base64": ("ArgumentException", "invalid_base64", None),
     "header_injection": ("ArgumentException", "control_characters", None),
     "extra_forbidden": ("ArgumentException", "unknown_field", "is not a field of EmailMessage"),
+    "too_long": ("ArgumentException", "too_many", None),
+    "too_large": ("ArgumentException", "too_large", None),
+    "invalid_blob": ("ArgumentException", "invalid_blob", None),
 }
+
+_CID = re.compile(r"""cid:([^"'\s>)]+)""", re.IGNORECASE)
+
+
+def _cross_field_problems(message: EmailMessage) -> list[FieldProblem]:
+    """What no single field shows: duplicate ContentIds, and an HTML body showing a cid: nothing provides."""
+    problems: list[FieldProblem] = []
+    seen: dict[str, int] = {}
+    for index, attachment in enumerate(message.attachments):
+        if attachment.content_id is None:
+            continue
+        key = attachment.content_id.casefold()
+        if key in seen:
+            problems.append(
+                FieldProblem(
+                    f"Attachments[{index}].ContentId",
+                    "duplicate",
+                    f"ContentId '{attachment.content_id}' is already used by Attachments[{seen[key]}]",
+                    "ArgumentException",
+                )
+            )
+        seen.setdefault(key, index)
+    if message.body_format is BodyFormat.HTML:
+        for cid in dict.fromkeys(_CID.findall(message.body)):
+            if cid.casefold() not in seen:
+                problems.append(
+                    FieldProblem(
+                        "Body",
+                        "missing_inline_attachment",
+                        f"shows cid:{cid} but no attachment has ContentId '{cid}'",
+                        "ArgumentException",
+                    )
+                )
+    return problems
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -390,9 +490,13 @@ def parse_send_request(message: Any, *, sender: str | None = None, request_id: s
     if request_id:
         fields["request_id"] = request_id
     try:
-        return SendRequest.model_validate(fields)
+        request = SendRequest.model_validate(fields)
     except ValidationError as exc:
         raise RequestInvalid(problems_of(exc, prefix=("message",))) from None
+    problems = _cross_field_problems(request.message)
+    if problems:
+        raise RequestInvalid(problems)
+    return request
 
 
 def parse_message_json(raw: bytes | str, *, sender: str | None = None, request_id: str | None = None) -> SendRequest:

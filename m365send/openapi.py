@@ -71,7 +71,7 @@ _ENUM_NAMES = {"Priority": ["Low", "Normal", "High"], "BodyFormat": ["Text", "Ht
 _SUMMARIES = {
     "EmailMessage": ("Email message", "The email to send: recipients, sender, subject, body and attachments."),
     "EmailAddress": ("Email address", "A mailbox: an address and an optional display name."),
-    "Attachment": ("Attachment", "A file, base64-encoded."),
+    "Attachment": ("Attachment", "A file: inline (base64) or a reference to a blob in an allowed container."),
     "Priority": ("Priority", "Low, Normal or High; empty means Normal."),
     "BodyFormat": ("Body format", "Text or Html; empty means Text."),
 }

@@ -1,7 +1,9 @@
-"""The send use case: validated request → sender check → token → Graph. No cloud SDK imports.
+"""The send use case: validated request → sender check → attachments → token → Graph. No cloud SDK imports.
 
-The service depends on two small Protocols, so unit tests use fakes and the composition root
-(``m365send.wiring``) plugs in the real Key Vault / msal / httpx adapters once per worker.
+The service depends on small Protocols, so unit tests use fakes and the composition root
+(``m365send.wiring``) plugs in the real Key Vault / msal / httpx / Blob adapters once per worker.
+Everything that can refuse a send (sender, allow-list, a missing blob, size limits) is checked
+before the first Graph call, so a refused message is never partly sent.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from m365send.errors import SenderNotAllowed
+from m365send.attachments import BlobOpener, ResolvedAttachment, check_limits, resolve_attachments
+from m365send.drafts import DraftMail, send_through_draft
+from m365send.errors import PayloadTooLarge, SenderNotAllowed
 from m365send.graph import GraphReceipt
-from m365send.graph_message import encode_send_mail
+from m365send.graph_message import GRAPH_REQUEST_LIMIT, encode_send_mail, send_mail_size
 from m365send.logcontext import log_context
 from m365send.models import SendRequest
 from m365send.telemetry import SENDS, tracer
 
-__all__ = ["EmailService", "MailSender", "SendReceipt", "TokenProvider"]
+__all__ = ["EmailService", "GraphMail", "MailSender", "SendPlan", "SendReceipt", "TokenProvider"]
+
+DEFAULT_MAX_MESSAGE_BYTES = 150 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,19 @@ class MailSender(Protocol):
         ...
 
 
+class GraphMail(MailSender, DraftMail, Protocol):
+    """``sendMail`` for what fits one request, drafts for what does not."""
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """How a checked request will be sent: as which mailbox, with which attachments, in one request or a draft."""
+
+    mailbox: str
+    attachments: list[ResolvedAttachment]
+    fits_one_request: bool
+
+
 @dataclass(frozen=True)
 class SendReceipt:
     """What the caller learns about an accepted send."""
@@ -53,12 +72,23 @@ class EmailService:
     """Sends validated requests as an allowed mailbox; one instance per worker."""
 
     def __init__(
-        self, *, tokens: TokenProvider, mail: MailSender, default_sender: str, allowed_senders: Iterable[str]
+        self,
+        *,
+        tokens: TokenProvider,
+        mail: GraphMail,
+        default_sender: str,
+        allowed_senders: Iterable[str],
+        blobs: BlobOpener | None = None,
+        attachment_containers: Iterable[str] = (),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._tokens = tokens
         self._mail = mail
         self._default_sender = default_sender
         self._allowed = frozenset(s.casefold() for s in allowed_senders) | {default_sender.casefold()}
+        self._blobs = blobs
+        self._containers = frozenset(attachment_containers)
+        self._max_message_bytes = max_message_bytes
 
     def check_sender(self, request: SendRequest) -> str:
         """The mailbox to send as; ``SenderNotAllowed`` if it or the From address is not allowed."""
@@ -76,14 +106,34 @@ class EmailService:
             )
         return mailbox
 
-    def check(self, request: SendRequest) -> str:
-        """Everything ``send`` checks before it needs the network: sender and size. Returns the mailbox."""
+    def plan(self, request: SendRequest) -> SendPlan:
+        """Check everything that can refuse the request before Graph is called; how it will be sent."""
         mailbox = self.check_sender(request)
-        encode_send_mail(request.message)
-        return mailbox
+        bare = send_mail_size(request.message, [])
+        if bare > GRAPH_REQUEST_LIMIT:
+            # Attachments can go through a draft; the message itself cannot be split.
+            raise PayloadTooLarge(
+                f"the message without attachments is {bare:,} bytes as Graph JSON; Graph accepts at most "
+                f"{GRAPH_REQUEST_LIMIT:,} bytes per request: send large content as an attachment",
+                exception="ArgumentException",
+            )
+        attachments = resolve_attachments(request.message, containers=self._containers, blobs=self._blobs)
+        check_limits(attachments, max_total=self._max_message_bytes)
+        fits = send_mail_size(request.message, attachments) <= GRAPH_REQUEST_LIMIT
+        return SendPlan(mailbox, attachments, fits)
+
+    def check(self, request: SendRequest) -> str:
+        """Everything ``send`` checks before it needs Graph: sender, attachments (looked up, not read), size.
+
+        Returns the mailbox.
+        """
+        return self.plan(request).mailbox
 
     def send(self, request: SendRequest) -> SendReceipt:
-        """Check the sender, build the Graph body, get a token and send. Nothing is sent on any error."""
+        """Check, build the Graph request(s), get a token and send. Nothing is sent on any error.
+
+        A message that fits Graph's 4 MB request goes in one ``sendMail``; a larger one through a draft.
+        """
         with (
             log_context(
                 request_id=request.request_id,
@@ -93,12 +143,24 @@ class EmailService:
             tracer.start_as_current_span("m365send.send") as span,
         ):
             span.set_attribute("m365send.request_id", request.request_id)
-            mailbox = self.check_sender(request)
-            body = encode_send_mail(request.message)
-            token = self._tokens.token()
-            receipt = self._mail.send_mail(
-                mailbox=mailbox, body=body, token=token, client_request_id=request.request_id
-            )
+            prepared = self.plan(request)
+            mailbox = prepared.mailbox
+            if prepared.fits_one_request:
+                body = encode_send_mail(request.message, prepared.attachments)
+                token = self._tokens.token()
+                receipt = self._mail.send_mail(
+                    mailbox=mailbox, body=body, token=token, client_request_id=request.request_id
+                )
+            else:
+                span.set_attribute("m365send.draft", True)
+                receipt = send_through_draft(
+                    self._mail,
+                    mailbox=mailbox,
+                    message=request.message,
+                    attachments=prepared.attachments,
+                    token=self._tokens.token(),
+                    client_request_id=request.request_id,
+                )
             span.set_attribute("m365send.graph_request_id", receipt.request_id or "")
             SENDS.add(1)
             return self._accepted(request, mailbox, receipt)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from m365send.attachments import is_container_name
 from m365send.errors import ConfigurationInvalid
 from m365send.models import is_object_id
 
@@ -48,7 +49,13 @@ class Settings(BaseSettings):
     storage_connection: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
     queue_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__queueServiceUri")
     table_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__tableServiceUri")
+    blob_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__blobServiceUri")
     storage_client_id: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__clientId")
+    # Containers attachments may be read from: a name (in the host's storage account) or a container URL.
+    attachment_containers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="M365_ATTACHMENT_CONTAINERS"
+    )
+    message_max_mb: int = Field(default=150, ge=1, le=150, validation_alias="M365_MESSAGE_MAX_MB")
     queue_name: str = Field(
         default="email-outbox", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", validation_alias="M365_QUEUE_NAME"
     )
@@ -71,6 +78,7 @@ class Settings(BaseSettings):
         "storage_connection",
         "queue_service_uri",
         "table_service_uri",
+        "blob_service_uri",
         "storage_client_id",
         mode="before",
     )
@@ -84,6 +92,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(p.strip().casefold() for p in value.replace(";", ",").split(",") if p.strip())
         return value
+
+    @field_validator("attachment_containers", mode="before")
+    @classmethod
+    def _split_containers(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        entries = tuple(p.strip() for p in value.replace(";", ",").split(",") if p.strip())
+        containers: dict[str, str] = {}
+        for entry in entries:
+            account, container = container_location(entry)
+            if container in containers and containers[container] != (account or ""):
+                raise ValueError(f"container '{container}' is listed twice, in different storage accounts")
+            containers[container] = account or ""
+        return entries
 
     @field_validator("key_vault_url", "authority_host", "graph_base_url")
     @classmethod
@@ -101,6 +123,12 @@ class Settings(BaseSettings):
             )
         if self.certificate_password_name and not self.certificate_name:
             raise ValueError("M365_CERTIFICATE_PASSWORD_NAME is set but M365_CERTIFICATE_NAME is not")
+        own_account = None in self.attachment_sources.values()
+        if own_account and not (self.storage_connection or self.blob_service_uri):
+            raise ValueError(
+                "M365_ATTACHMENT_CONTAINERS names containers of the app's own storage account, so set "
+                "AzureWebJobsStorage or AzureWebJobsStorage__blobServiceUri"
+            )
         if is_object_id(self.sender) and not self.allowed_senders:
             raise ValueError(
                 "M365_SENDER is an object id, so M365_ALLOWED_SENDERS must list the address(es) it sends as"
@@ -113,6 +141,16 @@ class Settings(BaseSettings):
         return self.allowed_senders | {self.sender.casefold()}
 
     @property
+    def attachment_sources(self) -> dict[str, str | None]:
+        """Allowed attachment containers → their storage account's blob URL (None: the host's own account)."""
+        return {container: account for account, container in map(container_location, self.attachment_containers)}
+
+    @property
+    def message_max_bytes(self) -> int:
+        """``M365_MESSAGE_MAX_MB`` in bytes: the most all attachments of one message may add up to."""
+        return self.message_max_mb * 1024 * 1024
+
+    @property
     def graph_scope(self) -> str:
         """The client-credentials scope of the Graph instance at ``graph_base_url``."""
         parts = urlsplit(self.graph_base_url)
@@ -121,13 +159,34 @@ class Settings(BaseSettings):
     @property
     def vault_is_loopback(self) -> bool:
         """Whether the vault is a local stand-in (its host cannot be a subdomain of a vault domain)."""
-        host = urlsplit(self.key_vault_url).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(urlsplit(self.key_vault_url).hostname or "")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def container_location(entry: str) -> tuple[str | None, str]:
+    """``"attachments"`` → ``(None, "attachments")``; a container URL → ``(account blob URL, container)``.
+
+    A URL is ``https://<account>.blob.core.windows.net/<container>`` (or path-style for a local emulator).
+    """
+    account: str | None = None
+    container = entry
+    if "://" in entry:
+        parts = urlsplit(entry.rstrip("/"))
+        if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+            raise ValueError(f"'{entry}' must be an https:// container URL")
+        prefix, _, container = parts.path.rpartition("/")
+        account = f"{parts.scheme}://{parts.netloc}{prefix}"
+    if not is_container_name(container):
+        raise ValueError(f"'{container}' is not a storage container name (3-63 lowercase letters, digits, hyphens)")
+    return account, container
 
 
 _NAMES = {name: str(field.validation_alias) for name, field in Settings.model_fields.items()}

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -15,6 +15,7 @@ from azure.core.exceptions import AzureError
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
 
+from m365send.blobs import BlobAttachments
 from m365send.credentials import AppCredentialSource, VaultCertificate, VaultClientSecret
 from m365send.errors import ConfigurationInvalid, DependencyUnavailable
 from m365send.graph import GraphMailClient
@@ -26,10 +27,21 @@ from m365send.settings import DEFAULT_AUTHORITY_HOST, Settings, load_settings
 from m365send.tokens import GraphTokens
 
 if TYPE_CHECKING:  # storage clients are imported when first built: HTTP sends without a key never need them
+    from azure.storage.blob import BlobServiceClient
+
     from m365send.client import OutboxClient
     from m365send.tables import TableDeadLetters, TableSendLog
 
-__all__ = ["Parts", "Storage", "Worker", "build_outbox", "build_parts", "build_service", "build_storage"]
+__all__ = [
+    "Parts",
+    "Storage",
+    "Worker",
+    "build_blobs",
+    "build_outbox",
+    "build_parts",
+    "build_service",
+    "build_storage",
+]
 
 
 def _vault_credential(settings: Settings) -> DefaultAzureCredential:
@@ -51,6 +63,46 @@ def _app_credential(settings: Settings, secrets: KeyVaultSecrets) -> AppCredenti
         )
     assert settings.client_secret_name  # settings guarantee exactly one of the two
     return VaultClientSecret(secrets=secrets, name=settings.client_secret_name)
+
+
+def _storage_credential(settings: Settings) -> DefaultAzureCredential:
+    """The app's identity for Storage (the host's own ``AzureWebJobsStorage__clientId`` first)."""
+    return DefaultAzureCredential(
+        managed_identity_client_id=settings.storage_client_id or settings.managed_identity_client_id
+    )
+
+
+def _blob_connector(settings: Settings) -> Callable[[str | None], BlobServiceClient]:
+    def connect(account: str | None) -> BlobServiceClient:
+        from azure.storage.blob import BlobServiceClient
+
+        # The SDK's default retry waits 15 s, then 18 s more: too long to hold a send. Fail fast
+        # instead; the queue hands the message back for a later try.
+        options: dict[str, Any] = {
+            # The SDK reads each ranged GET with list() over a stream whose len() is its byte count,
+            # so it briefly allocates 8 bytes per byte fetched (24 MB for one 2.8 MiB upload chunk).
+            # 512 KiB GETs bound that to 4 MB (docs/performance.md, table 5).
+            "max_single_get_size": 512 * 1024,
+            "max_chunk_get_size": 512 * 1024,
+            "retry_total": 2,
+            "initial_backoff": 1,
+            "increment_base": 2,
+            "connection_timeout": settings.http_timeout,
+            "read_timeout": settings.http_timeout,
+        }
+        if account is None and settings.storage_connection:
+            return BlobServiceClient.from_connection_string(settings.storage_connection, **options)
+        url = account or settings.blob_service_uri
+        assert url  # settings require a blob endpoint for the host's own containers
+        return BlobServiceClient(account_url=url, credential=_storage_credential(settings), **options)
+
+    return connect
+
+
+def build_blobs(settings: Settings) -> BlobAttachments | None:
+    """The attachment blob reader, when ``M365_ATTACHMENT_CONTAINERS`` allows any container."""
+    sources = settings.attachment_sources
+    return BlobAttachments(sources=sources, connect=_blob_connector(settings)) if sources else None
 
 
 @dataclass(frozen=True)
@@ -100,7 +152,13 @@ def build_service(settings: Settings, parts: Parts | None = None) -> EmailServic
     """Wire the adapters into the service."""
     parts = parts or build_parts(settings)
     return EmailService(
-        tokens=parts.tokens, mail=parts.mail, default_sender=settings.sender, allowed_senders=settings.senders
+        tokens=parts.tokens,
+        mail=parts.mail,
+        default_sender=settings.sender,
+        allowed_senders=settings.senders,
+        blobs=build_blobs(settings),
+        attachment_containers=settings.attachment_sources,
+        max_message_bytes=settings.message_max_bytes,
     )
 
 
@@ -124,9 +182,7 @@ def build_storage(settings: Settings) -> Storage:
         tables = TableServiceClient.from_connection_string(settings.storage_connection)
         outbox = OutboxClient.from_connection_string(settings.storage_connection, settings.queue_name)
     elif settings.queue_service_uri and settings.table_service_uri:
-        credential = DefaultAzureCredential(
-            managed_identity_client_id=settings.storage_client_id or settings.managed_identity_client_id
-        )
+        credential = _storage_credential(settings)
         tables = TableServiceClient(endpoint=settings.table_service_uri, credential=credential)
         outbox = OutboxClient.from_queue_url(
             f"{settings.queue_service_uri.rstrip('/')}/{settings.queue_name}", credential=credential

@@ -8,15 +8,17 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from m365send.attachments import UPLOAD_CHUNK
 from m365send.errors import (
     DependencyUnavailable,
+    DraftsDenied,
     GraphRejected,
     MailboxNotFound,
     PayloadTooLarge,
     RecipientsRejected,
     SendAsDenied,
 )
-from m365send.graph import GraphMailClient, parse_retry_after
+from m365send.graph import GraphMailClient, UploadSession, parse_retry_after
 
 Script = list[httpx.Response | Exception]
 
@@ -166,3 +168,146 @@ def test_retry_after_http_date_is_seconds_from_now() -> None:
     header = email.utils.formatdate(1_000_042.0, usegmt=True)
 
     assert parse_retry_after(header, now=now) == 42.0
+
+
+# --- drafts and upload sessions -------------------------------------------------------------------
+
+
+class FakeSession:
+    """An upload URL that keeps the bytes it accepts; ``fail`` maps a PUT number to (status, keep bytes)."""
+
+    def __init__(self, size: int, fail: dict[int, tuple[int, bool]] | None = None) -> None:
+        self.size = size
+        self.data = bytearray()
+        self.fail = fail or {}
+        self.puts = 0
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        state = {"nextExpectedRanges": [f"{len(self.data)}-"]}
+        if request.method == "GET":
+            return httpx.Response(200, json=state) if len(self.data) < self.size else httpx.Response(404)
+        self.puts += 1
+        start = int(request.headers["Content-Range"].split()[1].split("-")[0])
+        if start != len(self.data):
+            return httpx.Response(416, json={"error": {"code": "InvalidRange", "message": "wrong start"}})
+        status, keep = self.fail.get(self.puts, (0, True))
+        if status and not keep:
+            return httpx.Response(status)
+        self.data += request.content
+        if status:
+            return httpx.Response(status)
+        if len(self.data) == self.size:
+            return httpx.Response(201, headers={"Location": "https://upload/attachments/1"})
+        return httpx.Response(200, json={"nextExpectedRanges": [f"{len(self.data)}-"]})
+
+
+class Bytes:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.reads: list[tuple[int, int]] = []
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.reads.append((offset, length))
+        return self.data[offset : offset + length]
+
+
+def uploader(session: FakeSession, *, attempts: int = 4) -> tuple[GraphMailClient, list[float]]:
+    sleeps: list[float] = []
+    graph = GraphMailClient(
+        http=httpx.Client(transport=httpx.MockTransport(session)),
+        base_url="https://graph.example/v1.0",
+        max_attempts=attempts,
+        sleep=sleeps.append,
+    )
+    return graph, sleeps
+
+
+DATA = bytes(range(256)) * (UPLOAD_CHUNK * 3 // 256 + 7)  # three whole chunks and a bit
+
+
+def test_upload_puts_320_kib_multiple_chunks_in_order_without_authorization() -> None:
+    session = FakeSession(len(DATA))
+    graph, _ = uploader(session)
+
+    graph.upload(UploadSession("https://upload/s?authtoken=x", 0), Bytes(DATA))
+
+    assert bytes(session.data) == DATA
+    ranges = [r.headers["Content-Range"] for r in session.requests]
+    assert ranges[0] == f"bytes 0-{UPLOAD_CHUNK - 1}/{len(DATA)}"
+    assert ranges[-1] == f"bytes {3 * UPLOAD_CHUNK}-{len(DATA) - 1}/{len(DATA)}"
+    assert all("authorization" not in r.headers for r in session.requests)
+    assert all(r.headers["Content-Type"] == "application/octet-stream" for r in session.requests)
+
+
+def test_a_chunk_that_fails_is_resumed_where_the_session_stands() -> None:
+    session = FakeSession(len(DATA), fail={2: (503, False)})
+    graph, sleeps = uploader(session)
+    content = Bytes(DATA)
+
+    graph.upload(UploadSession("https://upload/s", 0), content)
+
+    assert bytes(session.data) == DATA
+    assert [r.method for r in session.requests] == ["PUT", "PUT", "GET", "PUT", "PUT", "PUT"]
+    assert content.reads.count((UPLOAD_CHUNK, UPLOAD_CHUNK)) == 2  # the failed chunk, read again
+    assert len(sleeps) == 1
+
+
+def test_a_chunk_whose_answer_was_lost_is_not_sent_twice() -> None:
+    session = FakeSession(len(DATA), fail={2: (503, True)})  # stored, but the answer says 503
+    graph, _ = uploader(session)
+
+    graph.upload(UploadSession("https://upload/s", 0), Bytes(DATA))
+
+    assert bytes(session.data) == DATA
+    assert [r.method for r in session.requests] == ["PUT", "PUT", "GET", "PUT", "PUT"]
+
+
+def test_a_final_chunk_whose_answer_was_lost_completes_the_upload() -> None:
+    session = FakeSession(len(DATA), fail={4: (503, True)})
+    graph, _ = uploader(session)
+
+    graph.upload(UploadSession("https://upload/s", 0), Bytes(DATA))
+
+    assert bytes(session.data) == DATA
+    assert [r.method for r in session.requests][-2:] == ["PUT", "GET"]
+
+
+def test_an_upload_that_keeps_failing_gives_up_after_the_attempt_budget() -> None:
+    session = FakeSession(len(DATA), fail=dict.fromkeys(range(2, 10), (503, False)))
+    graph, sleeps = uploader(session, attempts=3)
+
+    with pytest.raises(DependencyUnavailable, match="3 time"):
+        graph.upload(UploadSession("https://upload/s", 0), Bytes(DATA))
+
+    assert len(sleeps) == 2
+
+
+def test_a_403_on_a_draft_says_mail_readwrite_is_needed() -> None:
+    graph, _, _ = client([error(403, "ErrorAccessDenied")])
+
+    with pytest.raises(DraftsDenied, match=r"Mail\.ReadWrite"):
+        graph.create_draft(mailbox="a@contoso.com", body=b"{}", token="t", client_request_id="id-1")
+
+
+def test_a_draft_already_gone_counts_as_deleted() -> None:
+    graph, _, seen = client([error(404, "ErrorItemNotFound")])
+
+    graph.delete_draft(mailbox="a@contoso.com", message_id="AAMk/x=", token="t", client_request_id="id-1")
+
+    assert seen[0].method == "DELETE"
+    assert seen[0].url.raw_path == b"/v1.0/users/a@contoso.com/messages/AAMk%2Fx%3D"
+
+
+def test_a_timeout_creating_a_draft_is_not_an_unknown_send() -> None:
+    graph, _, _ = client([httpx.ReadTimeout("slow")])
+
+    with pytest.raises(DependencyUnavailable) as caught:
+        graph.create_draft(mailbox="a@contoso.com", body=b"{}", token="t", client_request_id="id-1")
+
+    assert caught.value.outcome_unknown is False

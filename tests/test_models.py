@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from m365send.attachments import resolve_attachments
 from m365send.errors import RequestInvalid
 from m365send.models import BodyFormat, Priority, parse_message_json, parse_send_request
 
@@ -108,10 +109,11 @@ def test_attachment_base64_wrapped_at_76_columns_is_accepted(seed_message: dict[
     encoded = base64.encodebytes(b"x" * 200).decode()  # has line breaks
     seed_message["Attachments"] = [{"Name": "a.bin", "ContentBytes": encoded}]
 
-    attachment = parse_send_request(seed_message).message.attachments[0]
+    message = parse_send_request(seed_message).message
+    [resolved] = resolve_attachments(message, containers=frozenset(), blobs=None)
 
-    assert base64.b64decode(attachment.content_bytes) == b"x" * 200
-    assert attachment.content_type == "application/octet-stream"
+    assert resolved.content.read(0, resolved.size) == b"x" * 200
+    assert resolved.content_type == "application/octet-stream"
 
 
 def test_attachment_content_type_must_be_a_mime_type(seed_message: dict[str, Any]) -> None:
