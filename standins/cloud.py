@@ -91,7 +91,7 @@ class LocalCloud:
 
         self.entra = EntraStandIn(token_lifetime=token_lifetime)
         self.vault = KeyVaultStandIn(entra=self.entra, tenant_id=TENANT_ID)
-        self.graph = GraphStandIn(entra=self.entra)
+        self.graph = GraphStandIn(entra=self.entra, workdir=self.workdir / "graph")
         self._servers = [HttpsServer(s, server_context) for s in (self.entra, self.vault, self.graph)]
         self.entra.url, self.vault.url, self.graph.url = (s.url for s in self._servers)
         self.entra.resources.add(self.graph.resource)
@@ -104,7 +104,8 @@ class LocalCloud:
                 tenant_id=TENANT_ID,
                 secrets=[self.client_secret],
                 certificates=[self.certificate.certificate],
-                roles={self.graph.resource: ["Mail.Send"]},
+                # Mail.ReadWrite: messages too large for one sendMail go through a draft.
+                roles={self.graph.resource: ["Mail.Send", "Mail.ReadWrite"]},
             )
         )
         self.worker_secret = secrets.token_urlsafe(30)

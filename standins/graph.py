@@ -1,34 +1,45 @@
-"""Microsoft Graph stand-in: ``POST /v1.0/users/{id|upn}/sendMail`` checked the way Graph checks it.
+"""Microsoft Graph stand-in: ``sendMail`` and the draft path, checked the way Graph checks them.
 
-It verifies the bearer token (issued by the Entra stand-in for this Graph, with the ``Mail.Send``
-role), resolves the mailbox, applies the app's mailbox scope (an application access policy) and
-send-as rights, validates the JSON body's shape (recipients, body, importance, attachments with
-``@odata.type``), and records accepted messages. Faults can be queued: 429 with ``Retry-After``,
-503, 504, or extra latency.
+``POST /v1.0/users/{id|upn}/sendMail``; for large attachments ``POST .../messages`` (a draft),
+``.../messages/{id}/attachments``, ``.../attachments/createUploadSession`` with chunked PUTs to the
+upload URL (``standins.drafts``), ``.../messages/{id}/send`` and ``DELETE .../messages/{id}``.
+
+It verifies the bearer token (issued by the Entra stand-in for this Graph, with ``Mail.Send``, and
+``Mail.ReadWrite`` for drafts), resolves the mailbox, applies the app's mailbox scope (an
+application access policy) and send-as rights, validates the JSON body's shape (recipients, body,
+importance, attachments with ``@odata.type``), and records accepted messages. Faults can be
+queued: 429 with ``Retry-After``, 503, 504, or extra latency; upload PUTs fail on request.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import re
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import jwt
 
+from standins.drafts import Draft, DraftStore, ReceivedAttachment, UploadFault
 from standins.entra import EntraStandIn
 from standins.https import Reply, Request, json_reply
 
-__all__ = ["Fault", "GraphStandIn", "Mailbox", "SentMail"]
+__all__ = ["Fault", "GraphStandIn", "Mailbox", "ReceivedAttachment", "SentMail", "UploadFault"]
 
 REQUEST_LIMIT = 4 * 1024 * 1024
+ATTACHMENT_POST_LIMIT = REQUEST_LIMIT + 64 * 1024
+# Exchange Online's largest message (the tenant's mailboxes may be set lower, 35 MB by default).
+MESSAGE_LIMIT = 150 * 1024 * 1024
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _MESSAGE_PROPERTIES = {
     "subject",
@@ -58,13 +69,18 @@ class Mailbox:
 
 @dataclass(frozen=True)
 class SentMail:
-    """One accepted ``sendMail``: the mailbox, the app that sent it, and the Graph message JSON."""
+    """One sent message: the mailbox, the app that sent it, and the Graph message JSON.
+
+    A draft that was sent has ``via_draft`` set and its files in ``attachments`` (not in ``message``).
+    """
 
     mailbox: str
     app_id: str
     message: dict[str, Any]
     save_to_sent_items: bool
     client_request_id: str | None
+    attachments: tuple[ReceivedAttachment, ...] = ()
+    via_draft: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,17 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     )
 
 
+# Each route of /v1.0/users/{mailbox}/..., and the application permission it needs.
+_ROUTES = {
+    ("POST", "sendMail"): "Mail.Send",
+    ("POST", "messages"): "Mail.ReadWrite",
+    ("POST", "messages", "{id}", "attachments"): "Mail.ReadWrite",
+    ("POST", "messages", "{id}", "attachments", "createUploadSession"): "Mail.ReadWrite",
+    ("POST", "messages", "{id}", "send"): "Mail.Send",
+    ("DELETE", "messages", "{id}"): "Mail.ReadWrite",
+}
+
+
 class _BadBody(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -100,9 +127,11 @@ class _BadBody(Exception):
 class GraphStandIn:
     """Mailboxes, per-app mailbox scope, recorded sends and injectable faults."""
 
-    def __init__(self, *, entra: EntraStandIn) -> None:
-        self.url = ""
+    def __init__(self, *, entra: EntraStandIn, workdir: Path | None = None) -> None:
+        self._url = ""
         self._entra = entra
+        self.drafts = DraftStore(workdir=workdir or Path(tempfile.mkdtemp(prefix="graph-standin-")))
+        self.max_message_size = MESSAGE_LIMIT
         self.mailboxes: list[Mailbox] = []
         # An application access policy: app id → mailboxes (object ids) it may use; absent = all.
         self.app_scope: dict[str, set[str]] = {}
@@ -119,6 +148,16 @@ class GraphStandIn:
         self._in_flight: Counter[str] = Counter()
         self._admitted: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """``https://127.0.0.1:<port>``."""
+        return self._url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        self._url = value
+        self.drafts.base_url = value
 
     @property
     def resource(self) -> str:
@@ -146,20 +185,27 @@ class GraphStandIn:
 
     # --- HTTP -----------------------------------------------------------------------------------
     def handle(self, request: Request) -> Reply:
+        parts = [unquote(p) for p in request.path.strip("/").split("/")]
+        if len(parts) == 3 and parts[:2] == ["upload", "AttachmentSessions"]:
+            with self._lock:
+                self.requests["upload"] += 1
+            return self.drafts.handle_upload(request, parts[2])
+        # Graph's limits are per app and mailbox: the mailbox is the third path segment.
+        mailbox = parts[2].casefold() if len(parts) > 2 else ""
         with self._lock:
             self.requests[request.path] += 1
             fault = self.faults.popleft() if self.faults else None
-            refused = self._admit(request.path)
+            refused = self._admit(mailbox)
         if refused:
             return refused
         try:
             return self._answer(request, fault)
         finally:
             with self._lock:
-                self._in_flight[request.path] -= 1
+                self._in_flight[mailbox] -= 1
 
     def _admit(self, path: str) -> Reply | None:
-        """Apply the mailbox limits (the path names the mailbox); call with the lock held."""
+        """Apply the mailbox limits (``path``: the mailbox's key); call with the lock held."""
         now = time.monotonic()
         if self.mailbox_concurrency is not None and self._in_flight[path] >= self.mailbox_concurrency:
             self.throttled += 1
@@ -202,13 +248,11 @@ class GraphStandIn:
 
     def _route(self, request: Request) -> Reply:
         parts = [unquote(p) for p in request.path.strip("/").split("/")]
-        if (
-            request.method != "POST"
-            or len(parts) != 4
-            or parts[0] != "v1.0"
-            or parts[1] != "users"
-            or parts[3] != "sendMail"
-        ):
+        if len(parts) < 4 or parts[0] != "v1.0" or parts[1] != "users":
+            return _error(400, "BadRequest", f"Resource not found for the segment '{parts[-1]}'.")
+        route = (request.method, *["{id}" if i == 1 else p for i, p in enumerate(parts[3:])])
+        roles = _ROUTES.get(route)
+        if roles is None:
             return _error(400, "BadRequest", f"Resource not found for the segment '{parts[-1]}'.")
         authorization = request.header("authorization") or ""
         if not authorization.startswith("Bearer "):
@@ -219,30 +263,36 @@ class GraphStandIn:
             return _error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
         except jwt.InvalidTokenError:
             return _error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
-        if "Mail.Send" not in claims.get("roles", []):
+        if roles not in claims.get("roles", []):
             return _error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
         mailbox = self._find(parts[2])
         if mailbox is None:
             return _error(404, "ErrorInvalidUser", f"The requested user '{parts[2]}' is invalid.")
-        scope = self.app_scope.get(str(claims.get("appid")))
+        app_id = str(claims.get("appid"))
+        scope = self.app_scope.get(app_id)
         if scope is not None and mailbox.object_id not in scope:
             return _error(
                 403,
                 "ErrorAccessDenied",
                 "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.",
             )
-        if len(request.body) > REQUEST_LIMIT:
+        # Graph takes a file under 3 MB in one attachments POST, whose base64 is a little over 4 MiB.
+        limit = ATTACHMENT_POST_LIMIT if route == ("POST", "messages", "{id}", "attachments") else REQUEST_LIMIT
+        if len(request.body) > limit:
             return _error(413, "RequestEntityTooLarge", "The request payload is too large.")
-        if "application/json" not in (request.header("content-type") or ""):
+        if request.body and "application/json" not in (request.header("content-type") or ""):
             return _error(
                 415,
                 "UnsupportedMediaType",
                 "A supported MIME type could not be found that matches the content type of the response.",
             )
+        draft: Draft | None = None
+        if len(parts) > 4:
+            draft = self.drafts.find(parts[4], mailbox.upn)
+            if draft is None:
+                return _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         try:
-            body = request.json()
-            message, save = self._check_body(body)
-            self._check_sender(mailbox, message)
+            return self._dispatch(route, request, mailbox, app_id, draft)
         except _BadBody as bad:
             status = 403 if bad.code == "ErrorSendAsDenied" else 400
             return _error(status, bad.code, bad.message)
@@ -253,9 +303,53 @@ class GraphStandIn:
                 "Unable to read JSON request payload. Please ensure Content-Type header "
                 "is set and payload is of valid JSON format.",
             )
+
+    def _dispatch(
+        self, route: tuple[str, ...], request: Request, mailbox: Mailbox, app_id: str, draft: Draft | None
+    ) -> Reply:
+        if route == ("POST", "sendMail"):
+            message, save = self._check_body(request.json())
+            self._check_sender(mailbox, message)
+            with self._lock:
+                self.sent.append(SentMail(mailbox.upn, app_id, message, save, request.header("client-request-id")))
+            return Reply(202)
+        if route == ("POST", "messages"):
+            message = request.json()
+            if not isinstance(message, dict):
+                raise _BadBody("ErrorInvalidParameter", "The message is empty.")
+            self._check_message(message, require_recipients=False)
+            return self.drafts.create(mailbox_upn=mailbox.upn, app_id=app_id, message=message)
+        assert draft is not None  # every other route names a draft, found above
+        if route == ("POST", "messages", "{id}", "attachments"):
+            attachment = request.json()
+            self._check_attachment(attachment)
+            return self.drafts.attach(draft, attachment)
+        if route == ("POST", "messages", "{id}", "attachments", "createUploadSession"):
+            return self.drafts.create_session(draft, request.json())
+        if route == ("DELETE", "messages", "{id}"):
+            return self.drafts.delete(draft)
+        # POST messages/{id}/send
+        self._check_message(draft.message, require_recipients=True)
+        self._check_sender(mailbox, draft.message)
+        size = draft.attachment_bytes + len(json.dumps(draft.message))
+        if size > self.max_message_size:
+            return _error(
+                413,
+                "ErrorMessageSizeExceeded",
+                f"The message exceeds the maximum supported size of {self.max_message_size} bytes.",
+            )
+        self.drafts.take(draft)
         with self._lock:
             self.sent.append(
-                SentMail(mailbox.upn, str(claims.get("appid")), message, save, request.header("client-request-id"))
+                SentMail(
+                    mailbox.upn,
+                    app_id,
+                    draft.message,
+                    True,
+                    request.header("client-request-id"),
+                    attachments=tuple(draft.attachments),
+                    via_draft=True,
+                )
             )
         return Reply(202)
 
@@ -275,6 +369,16 @@ class GraphStandIn:
                 "valid parameter for the operation 'sendMail'.",
             )
         message = body["message"]
+        self._check_message(message, require_recipients=True)
+        for attachment in message.get("attachments", []):
+            self._check_attachment(attachment)
+        save = body.get("saveToSentItems", True)
+        if not isinstance(save, bool):
+            raise _BadBody("RequestBodyRead", "Cannot convert 'saveToSentItems' to Edm.Boolean.")
+        return message, save
+
+    def _check_message(self, message: dict[str, Any], *, require_recipients: bool) -> None:
+        """The message's shape; ``require_recipients`` (a send, not a draft) also resolves each recipient."""
         # OData annotations such as "@odata.type" (the SDKs send them) are not properties.
         unknown = {key for key in message if not key.startswith("@odata.")} - _MESSAGE_PROPERTIES
         if unknown:
@@ -290,15 +394,15 @@ class GraphStandIn:
             if not isinstance(value, list):
                 raise _BadBody("RequestBodyRead", f"Cannot convert '{key}' to a collection of recipients.")
             for recipient in value:
-                self._check_recipient(recipient)
+                self._check_recipient(recipient, resolve=require_recipients)
             recipients += len(value)
-        if recipients == 0:
+        if recipients == 0 and require_recipients:
             raise _BadBody(
                 "ErrorInvalidRecipients",
                 "At least one recipient is not valid., A message can't be sent because it contains no recipients.",
             )
         if "from" in message:
-            self._check_recipient(message["from"])
+            self._check_recipient(message["from"], resolve=False)
         importance = message.get("importance", "normal")
         if not isinstance(importance, str) or importance.lower() not in ("low", "normal", "high"):
             raise _BadBody(
@@ -312,14 +416,8 @@ class GraphStandIn:
                 "RequestBodyRead",
                 "Cannot convert the literal to the expected type 'Microsoft.OutlookServices.BodyType'.",
             )
-        for attachment in message.get("attachments", []):
-            self._check_attachment(attachment)
-        save = body.get("saveToSentItems", True)
-        if not isinstance(save, bool):
-            raise _BadBody("RequestBodyRead", "Cannot convert 'saveToSentItems' to Edm.Boolean.")
-        return message, save
 
-    def _check_recipient(self, recipient: Any) -> None:
+    def _check_recipient(self, recipient: Any, *, resolve: bool) -> None:
         address = recipient.get("emailAddress", {}).get("address") if isinstance(recipient, dict) else None
         if not isinstance(address, str) or not _ADDRESS.match(address):
             raise _BadBody(
@@ -328,7 +426,7 @@ class GraphStandIn:
                 f"'{address}' is not resolved. All recipients must be resolved "
                 "before a message can be submitted.",
             )
-        if address.casefold() in self.unresolvable:
+        if resolve and address.casefold() in self.unresolvable:
             raise _BadBody(
                 "ErrorInvalidRecipients",
                 f"At least one recipient is not valid., Recipient '{address}' is not resolved.",

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import azure.functions as func
 import pytest
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 import function_app
 from m365send.wiring import Worker
@@ -55,6 +56,9 @@ _ENV = [
     "M365_QUEUE_MAX_ATTEMPTS",
     "M365_QUEUE_RETRY_BASE_SECONDS",
     "M365_QUEUE_MAX_DELAY_SECONDS",
+    "M365_ATTACHMENT_CONTAINERS",
+    "M365_MESSAGE_MAX_MB",
+    "AzureWebJobsStorage__blobServiceUri",
 ]
 
 
@@ -138,6 +142,32 @@ def cloud() -> Iterator[LocalCloud]:
     """The three stand-ins, seeded, with tokens that live an hour as Entra's do."""
     with LocalCloud() as local:
         yield local
+
+
+@dataclass(frozen=True)
+class AttachmentStore:
+    """A fresh Azurite container that the app may read attachments from."""
+
+    container: str
+    client: ContainerClient
+    settings: dict[str, str]
+
+    def put(self, name: str, data: bytes, content_type: str | None = None) -> str:
+        """Upload a blob; its reference, ``container/name``."""
+        settings = ContentSettings(content_type=content_type) if content_type else None
+        self.client.upload_blob(name, data, overwrite=True, content_settings=settings)
+        return f"{self.container}/{name}"
+
+
+@pytest.fixture
+def attachment_store(azurite: Azurite) -> Iterator[AttachmentStore]:
+    """A container in Azurite allowed by M365_ATTACHMENT_CONTAINERS (apply ``settings`` with configure)."""
+    name = f"attach-{uuid.uuid4().hex[:10]}"
+    client = BlobServiceClient.from_connection_string(azurite.connection_string).create_container(name)
+    yield AttachmentStore(
+        name, client, {"AzureWebJobsStorage": azurite.connection_string, "M365_ATTACHMENT_CONTAINERS": name}
+    )
+    client.delete_container()
 
 
 Configure = Callable[..., SendApi]
