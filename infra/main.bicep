@@ -36,7 +36,12 @@ param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 // --- behaviour ---------------------------------------------------------------------------------
 param queueName string = 'email-outbox'
 param sendTableName string = 'emailsends'
+@description('Container (in this storage account) that attachment blobs are read from; the app gets Blob Data Reader on it only.')
 param attachmentContainerName string = 'attachments'
+@minValue(1)
+@maxValue(150)
+@description('Most that all attachments of one message may add up to, in MB. Exchange Online mailboxes default to 35 MB; set this to your tenant\'s limit.')
+param messageMaxMb int = 150
 param secretCacheSeconds int = 3600
 param graphMaxAttempts int = 4
 param graphMaxRetryWaitSeconds int = 30
@@ -208,6 +213,8 @@ module function 'app/function.bicep' = {
       M365_QUEUE_MAX_ATTEMPTS: string(queueMaxAttempts)
       M365_QUEUE_RETRY_BASE_SECONDS: string(queueRetryBaseSeconds)
       M365_QUEUE_MAX_DELAY_SECONDS: string(queueMaxDelaySeconds)
+      M365_ATTACHMENT_CONTAINERS: attachmentContainerName
+      M365_MESSAGE_MAX_MB: string(messageMaxMb)
     }
   }
   dependsOn: [rbac]
