@@ -8,15 +8,23 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import azure.functions as func
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import (
+    AccountSasPermissions,
+    BlobServiceClient,
+    ContainerClient,
+    ContentSettings,
+    ResourceTypes,
+    generate_account_sas,
+)
 
 import function_app
 from m365send.wiring import Worker
-from standins.azurite import Azurite
+from standins.azurite import ACCOUNT, KEY, Azurite
 from standins.cloud import SEED_EXAMPLE, LocalCloud
 from standins.queue_host import QueueHost
 
@@ -151,6 +159,21 @@ class AttachmentStore:
     container: str
     client: ContainerClient
     settings: dict[str, str]
+    blob_endpoint: str
+
+    def list_only_settings(self) -> dict[str, str]:
+        """Settings whose storage credential may list blobs but not read them (a real 403 from Azurite)."""
+        sas = generate_account_sas(
+            ACCOUNT,
+            KEY,
+            resource_types=ResourceTypes(service=True, container=True, object=True),
+            permission=AccountSasPermissions(list=True),
+            expiry=datetime.now(UTC) + timedelta(hours=1),
+        )
+        return {
+            **self.settings,
+            "AzureWebJobsStorage": f"BlobEndpoint={self.blob_endpoint};SharedAccessSignature={sas}",
+        }
 
     def put(self, name: str, data: bytes, content_type: str | None = None) -> str:
         """Upload a blob; its reference, ``container/name``."""
@@ -165,7 +188,10 @@ def attachment_store(azurite: Azurite) -> Iterator[AttachmentStore]:
     name = f"attach-{uuid.uuid4().hex[:10]}"
     client = BlobServiceClient.from_connection_string(azurite.connection_string).create_container(name)
     yield AttachmentStore(
-        name, client, {"AzureWebJobsStorage": azurite.connection_string, "M365_ATTACHMENT_CONTAINERS": name}
+        name,
+        client,
+        {"AzureWebJobsStorage": azurite.connection_string, "M365_ATTACHMENT_CONTAINERS": name},
+        azurite.endpoint("blob"),
     )
     client.delete_container()
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 
 from m365send.attachments import UPLOAD_CHUNK
-from standins.azurite import ACCOUNT, KEY, Azurite
+from standins.azurite import Azurite
 from standins.cloud import SENDER, LocalCloud
 from standins.graph import Fault, UploadFault
 from tests.conftest import AttachmentStore, Configure, SendApi
@@ -265,24 +263,10 @@ def test_blob_attachments_are_refused_when_no_container_is_allowed(
 
 
 def test_a_blob_the_identity_may_not_read_is_access_denied(
-    configure: Configure,
-    cloud: LocalCloud,
-    azurite: Azurite,
-    attachment_store: AttachmentStore,
-    seed_message: dict[str, Any],
+    configure: Configure, cloud: LocalCloud, attachment_store: AttachmentStore, seed_message: dict[str, Any]
 ) -> None:
     reference = attachment_store.put("private.pdf", b"%PDF")
-    list_only = generate_account_sas(
-        ACCOUNT,
-        KEY,
-        resource_types=ResourceTypes(service=True, container=True, object=True),
-        permission=AccountSasPermissions(list=True),
-        expiry=datetime.now(UTC) + timedelta(hours=1),
-    )
-    api = configure(
-        M365_ATTACHMENT_CONTAINERS=attachment_store.container,
-        AzureWebJobsStorage=f"BlobEndpoint={azurite.endpoint('blob')};SharedAccessSignature={list_only}",
-    )
+    api = configure(**attachment_store.list_only_settings())
     seed_message["Attachments"] = [{"Blob": reference}]
 
     answer = api.post(seed_message)

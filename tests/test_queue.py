@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from m365send.tables import TableSendLog
 from standins.cloud import CLIENT_SECRET_NAME, SENDER, LocalCloud
 from standins.graph import Fault
 from standins.queue_host import QueueHost
+from tests.conftest import AttachmentStore
 
 Host = Callable[..., QueueHost]
 SEND_PATH = f"/v1.0/users/{SENDER}/sendMail"
@@ -358,3 +360,35 @@ def test_messages_processed_in_parallel_are_each_sent_once(
 
     assert len(cloud.graph.sent) == 24
     assert dead_letters() == []
+
+
+def test_a_queued_message_with_a_large_blob_attachment_is_sent_through_a_draft(
+    queue_host: Host, cloud: LocalCloud, attachment_store: AttachmentStore, seed_message: dict[str, Any]
+) -> None:
+    data = os.urandom(6 * 1024 * 1024)  # far over the 64 KiB a queue message may carry
+    host = queue_host(M365_ATTACHMENT_CONTAINERS=attachment_store.container)
+    host.producer.enqueue(
+        {**seed_message, "Attachments": [{"Blob": attachment_store.put("scan.pdf", data)}]}, key="scan-1"
+    )
+
+    host.drain()
+
+    [sent] = cloud.graph.sent
+    assert sent.via_draft
+    assert sent.attachments[0].data() == data
+    assert dead_letters() == []
+
+
+def test_a_queued_message_whose_blob_is_missing_is_dead_lettered_naming_the_blob(
+    queue_host: Host, cloud: LocalCloud, attachment_store: AttachmentStore, seed_message: dict[str, Any]
+) -> None:
+    host = queue_host(M365_ATTACHMENT_CONTAINERS=attachment_store.container)
+    missing = f"{attachment_store.container}/not-uploaded-yet.pdf"
+    host.producer.enqueue({**seed_message, "Attachments": [{"Blob": missing}]}, key="scan-2")
+
+    host.drain()
+
+    [letter] = dead_letters()
+    assert letter.problem["type"] == "urn:m365send:problem:attachment-not-found"
+    assert letter.problem["errors"][0]["field"] == "Attachments[0].Blob"
+    assert cloud.graph.sent == []

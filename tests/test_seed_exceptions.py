@@ -1,7 +1,7 @@
 """The seed block's exception table, row by row: each case gives a clear problem and sends nothing.
 
-Each row names the seed's exception and the case it describes. Rows about files on disk
-(``FileNotFoundException``, ``UnauthorizedAccessException``) belong to blob attachments.
+Each row names the seed's exception and the case it describes. The seed's attachment files are
+blob references here: ``FileNotFoundException`` and ``UnauthorizedAccessException`` are about them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from standins.cloud import CERTIFICATE_NAME, CERTIFICATE_PASSWORD_NAME, CLIENT_SECRET_NAME, LocalCloud, make_pfx
-from tests.conftest import Configure
+from tests.conftest import AttachmentStore, Configure
 
 UNKNOWN_ID = "00000000-1111-2222-3333-444444444444"
 
@@ -215,3 +215,42 @@ def test_a_pfx_without_password_works_when_none_is_configured(
     api = configure("certificate", M365_CERTIFICATE_PASSWORD_NAME=None)
 
     assert api.post(seed_message).status == 202
+
+
+ATTACHMENT_CASES = {
+    "attachment file does not exist": ("FileNotFoundException", 400, "attachment-not-found", "missing.pdf"),
+    "access to the attachment file is denied": ("UnauthorizedAccessException", 403, "attachment-access-denied", None),
+    "attachment outside the allowed containers": (
+        "UnauthorizedAccessException",
+        403,
+        "attachment-not-allowed",
+        "elsewhere",
+    ),
+}
+
+
+@pytest.mark.parametrize(("exception", "status", "problem", "case"), ATTACHMENT_CASES.values(), ids=ATTACHMENT_CASES)
+def test_seed_attachment_file_case_is_a_clear_problem_and_sends_nothing(
+    configure: Configure,
+    cloud: LocalCloud,
+    attachment_store: AttachmentStore,
+    seed_message: dict[str, Any],
+    exception: str,
+    status: int,
+    problem: str,
+    case: str | None,
+) -> None:
+    reference = attachment_store.put("report.pdf", b"%PDF-1.7")
+    if case == "missing.pdf":
+        reference = f"{attachment_store.container}/missing.pdf"
+    elif case == "elsewhere":
+        reference = "elsewhere/report.pdf"
+    api = configure(**(attachment_store.list_only_settings() if case is None else attachment_store.settings))
+    seed_message["Attachments"] = [{"Blob": reference}]
+
+    answer = api.post(seed_message)
+
+    assert (answer.status, answer.body["exception"]) == (status, exception)
+    assert answer.body["type"] == f"urn:m365send:problem:{problem}"
+    assert answer.body["errors"][0]["field"] == "Attachments[0].Blob"
+    assert cloud.graph.sent == []
