@@ -1,7 +1,7 @@
 """Benchmarks: cold start and per-send CPU next to the Microsoft Graph SDK, throughput at Graph's
-mailbox limits, and token / Key Vault economy. Prints tables.
+mailbox limits, token / Key Vault economy, and memory sending a large attachment. Prints tables.
 
-    ./bench/run            # or: python -m bench.bench --runs 5 --sends 500
+    ./bench/run            # or: python -m bench.bench --runs 5 --sends 500; --only send|memory
 
 Every measured process is fresh; the stand-ins run in a process of their own, so their CPU is not
 counted. Wall times include the Python interpreter's own start.
@@ -72,12 +72,28 @@ def main() -> None:
     parser.add_argument("--sends", type=int, default=500, help="sends per per-send CPU measurement")
     parser.add_argument("--messages", type=int, default=2000, help="queue messages for the throughput run")
     parser.add_argument("--economy-sends", type=int, default=10_000, help="sends over the simulated 3 hours")
+    parser.add_argument("--attachment-mb", type=int, default=100, help="size of the blob attachment for table 5")
+    parser.add_argument(
+        "--only",
+        choices=["send", "memory"],
+        help="send: tables 1-4 (cold start, CPU, throughput, economy); memory: table 5; default: all",
+    )
     args = parser.parse_args()
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.platform()}\n"
     )
 
+    if args.only != "memory":
+        send_tables(args)
+    if args.only != "send":
+        from bench.memory import measure, report
+
+        print(report(measure(args.attachment_mb)))
+
+
+def send_tables(args: argparse.Namespace) -> None:
+    """Tables 1-4."""
     with standins() as settings:
         env = {**os.environ, **settings}
         cold: dict[str, list[dict[str, Any]]] = {}
