@@ -114,7 +114,7 @@ def _message(args: argparse.Namespace, default_from: Callable[[], str]) -> dict[
         return loaded
     if not args.to:
         raise SystemExit("give a message file, or at least --to (see --help)")
-    attachments = []
+    attachments: list[dict[str, Any]] = [{"Blob": reference} for reference in args.attach_blob or []]
     for path in args.attach or []:
         data = Path(path).read_bytes()
         attachments.append(
@@ -273,6 +273,12 @@ def _message_arguments(parser: argparse.ArgumentParser) -> None:
     body.add_argument("--html", help="an HTML body")
     parser.add_argument("--priority", choices=["Low", "Normal", "High"])
     parser.add_argument("--attach", action="append", metavar="FILE", help="attach a file (repeatable)")
+    parser.add_argument(
+        "--attach-blob",
+        action="append",
+        metavar="CONTAINER/PATH",
+        help="attach a blob from a container in M365_ATTACHMENT_CONTAINERS (repeatable)",
+    )
     parser.add_argument("--sender", help="mailbox to send as (default M365_SENDER)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 

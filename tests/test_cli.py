@@ -17,7 +17,7 @@ from m365send import cli
 from m365send.wiring import Worker
 from standins.cloud import CLIENT_SECRET_NAME, SENDER, LocalCloud
 from standins.queue_host import QueueHost
-from tests.conftest import Configure, indexed_functions
+from tests.conftest import AttachmentStore, Configure, indexed_functions
 
 Run = Any
 
@@ -62,6 +62,36 @@ def test_send_html_with_an_attachment(run: Run, cloud: LocalCloud, tmp_path: Pat
     [attachment] = message["attachments"]
     assert (attachment["name"], attachment["contentType"]) == ("report.pdf", "application/pdf")
     assert base64.b64decode(attachment["contentBytes"]) == b"%PDF-1.7 numbers"
+
+
+def test_send_with_a_large_blob_attachment_goes_through_a_draft(
+    run: Run, cloud: LocalCloud, attachment_store: AttachmentStore
+) -> None:
+    data = os.urandom(4 * 1024 * 1024)
+    reference = attachment_store.put("scans/contract.pdf", data, "application/pdf")
+
+    code, _, _ = run("send", "--to", "ann@fabrikam.com", "--attach-blob", reference, **attachment_store.settings)
+
+    assert code == 0
+    [attachment] = cloud.graph.sent[0].attachments
+    assert (attachment.name, attachment.content_type, attachment.data()) == ("contract.pdf", "application/pdf", data)
+
+
+def test_dry_run_of_a_large_message_lists_the_draft_steps(
+    run: Run, cloud: LocalCloud, attachment_store: AttachmentStore
+) -> None:
+    reference = attachment_store.put("big.bin", bytes(7 * 1024 * 1024))
+
+    code, out, _ = run(
+        "send", "--to", "ann@fabrikam.com", "--attach-blob", reference, "--dry-run", **attachment_store.settings
+    )
+
+    steps = json.loads(out)["draft"]
+    assert code == 0
+    assert [step["url"].rsplit("/", 1)[-1] for step in steps] == ["messages", "createUploadSession", "send"]
+    assert steps[1]["chunks"] == 3
+    assert cloud.graph.sent == []
+    assert cloud.graph.drafts.drafts == {}
 
 
 def test_send_a_json_file_with_json_output(
