@@ -1,8 +1,9 @@
 """What each measured fresh process does: ``python -m bench.children MODE [N]``; prints one JSON line.
 
 Modes: ``import-functions`` (import azure.functions only), ``index`` (import function_app and index
-its functions), ``first-send`` / ``first-send-sdk`` (a fresh process's first email: Key Vault read,
-token, sendMail), ``cpu`` / ``cpu-sdk`` (CPU time per send on a warm client, N sends).
+its functions), ``first-send`` / ``first-send-sdk`` / ``first-send-floor`` (a fresh process's first
+email: Key Vault read, token, sendMail; the floor is the mandated libraries alone), ``cpu`` /
+``cpu-sdk`` / ``cpu-floor`` (CPU time per send on a warm client, N sends).
 """
 
 from __future__ import annotations
@@ -101,6 +102,57 @@ def _sdk() -> Callable[[dict[str, Any]], None]:
     return post
 
 
+def _floor() -> Callable[[dict[str, Any]], None]:
+    """The least any client of this design does: the mandated libraries and round trips, nothing else.
+
+    azure-identity + azure-keyvault-secrets read the secret, msal gets the Graph token, httpx posts
+    a ``sendMail`` body built by hand: no trigger, no validation, no error handling, no telemetry.
+    """
+    import httpx
+    import msal
+    from azure.identity import DefaultAzureCredential
+    from azure.keyvault.secrets import SecretClient
+
+    env = os.environ
+    authority = env["M365_AUTHORITY_HOST"]
+    origin = env["GRAPH_BASE_URL"].removesuffix("/v1.0")
+    http = httpx.Client()
+    state: dict[str, Any] = {}
+
+    def post(message: dict[str, Any]) -> None:
+        if "app" not in state:
+            vault = SecretClient(
+                vault_url=env["KEY_VAULT_URL"],
+                credential=DefaultAzureCredential(authority=authority, disable_instance_discovery=True),
+                verify_challenge_resource=False,
+            )
+            secret = vault.get_secret(env["M365_CLIENT_SECRET_NAME"]).value
+            state["app"] = msal.ConfidentialClientApplication(
+                env["M365_CLIENT_ID"],
+                client_credential=secret,
+                authority=f"{authority}/{env['M365_TENANT_ID']}",
+                instance_discovery=False,
+            )
+        token = state["app"].acquire_token_for_client([f"{origin}/.default"])["access_token"]
+        body = {
+            "message": {
+                "subject": message["Subject"],
+                "body": {"contentType": "text", "content": message["Body"]},
+                "toRecipients": [{"emailAddress": {"address": a["Address"]}} for a in message["To"]],
+                "from": {"emailAddress": {"address": message["From"]["Address"]}},
+            }
+        }
+        response = http.post(
+            f"{env['GRAPH_BASE_URL']}/users/{env['M365_SENDER']}/sendMail",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if response.status_code != 202:
+            raise RuntimeError(response.text)
+
+    return post
+
+
 def main(mode: str, count: int) -> dict[str, Any]:
     """Run one mode; the parent measures the process's wall time around it."""
     if mode == "import-functions":
@@ -112,7 +164,7 @@ def main(mode: str, count: int) -> dict[str, Any]:
 
         return {"functions": len(function_app.app.get_functions()), "rss_mb": _rss_mb()}
     started = time.perf_counter()
-    client = _sdk() if mode.endswith("-sdk") else _ours()
+    client = _sdk() if mode.endswith("-sdk") else _floor() if mode.endswith("-floor") else _ours()
     ready = time.perf_counter()
     if mode.startswith("first-send"):
         client(SEED_EXAMPLE)

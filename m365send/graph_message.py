@@ -97,14 +97,17 @@ def send_mail_size(message: EmailMessage, attachments: Sequence[ResolvedAttachme
 
 
 def encode_send_mail(message: EmailMessage, attachments: Sequence[ResolvedAttachment]) -> bytes:
-    """The ``sendMail`` request with every attachment read and inlined; only for a message that fits."""
-    size = send_mail_size(message, attachments)
-    if size > GRAPH_REQUEST_LIMIT:
+    """The ``sendMail`` request with every attachment read and inlined; only for a message that fits.
+
+    ``PayloadTooLarge`` is a last guard: callers check ``send_mail_size`` before reading any content.
+    """
+    encoded = encode_json(send_mail_body(message, [file_attachment(a, content_base64(a)) for a in attachments]))
+    if len(encoded) > GRAPH_REQUEST_LIMIT:
         raise PayloadTooLarge(
-            f"the sendMail request would be {size:,} bytes; Graph accepts at most {GRAPH_REQUEST_LIMIT:,}",
+            f"the sendMail request would be {len(encoded):,} bytes; Graph accepts at most {GRAPH_REQUEST_LIMIT:,}",
             exception="ArgumentException",
         )
-    return encode_json(send_mail_body(message, [file_attachment(a, content_base64(a)) for a in attachments]))
+    return encoded
 
 
 def content_base64(attachment: ResolvedAttachment) -> str:

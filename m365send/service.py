@@ -17,7 +17,7 @@ from m365send.attachments import BlobOpener, ResolvedAttachment, check_limits, r
 from m365send.drafts import DraftMail, send_through_draft
 from m365send.errors import PayloadTooLarge, SenderNotAllowed
 from m365send.graph import GraphReceipt
-from m365send.graph_message import GRAPH_REQUEST_LIMIT, encode_send_mail, send_mail_size
+from m365send.graph_message import GRAPH_REQUEST_LIMIT, encode_json, encode_send_mail, send_mail_body, send_mail_size
 from m365send.logcontext import log_context
 from m365send.models import SendRequest
 from m365send.telemetry import SENDS, tracer
@@ -56,6 +56,7 @@ class SendPlan:
     mailbox: str
     attachments: list[ResolvedAttachment]
     fits_one_request: bool
+    body: bytes | None = None  # the sendMail request, already encoded, when there are no attachments
 
 
 @dataclass(frozen=True)
@@ -109,14 +110,16 @@ class EmailService:
     def plan(self, request: SendRequest) -> SendPlan:
         """Check everything that can refuse the request before Graph is called; how it will be sent."""
         mailbox = self.check_sender(request)
-        bare = send_mail_size(request.message, [])
-        if bare > GRAPH_REQUEST_LIMIT:
+        bare = encode_json(send_mail_body(request.message))
+        if len(bare) > GRAPH_REQUEST_LIMIT:
             # Attachments can go through a draft; the message itself cannot be split.
             raise PayloadTooLarge(
-                f"the message without attachments is {bare:,} bytes as Graph JSON; Graph accepts at most "
+                f"the message without attachments is {len(bare):,} bytes as Graph JSON; Graph accepts at most "
                 f"{GRAPH_REQUEST_LIMIT:,} bytes per request: send large content as an attachment",
                 exception="ArgumentException",
             )
+        if not request.message.attachments:
+            return SendPlan(mailbox, [], fits_one_request=True, body=bare)
         attachments = resolve_attachments(request.message, containers=self._containers, blobs=self._blobs)
         check_limits(attachments, max_total=self._max_message_bytes)
         fits = send_mail_size(request.message, attachments) <= GRAPH_REQUEST_LIMIT
@@ -146,7 +149,7 @@ class EmailService:
             prepared = self.plan(request)
             mailbox = prepared.mailbox
             if prepared.fits_one_request:
-                body = encode_send_mail(request.message, prepared.attachments)
+                body = prepared.body or encode_send_mail(request.message, prepared.attachments)
                 token = self._tokens.token()
                 receipt = self._mail.send_mail(
                     mailbox=mailbox, body=body, token=token, client_request_id=request.request_id
