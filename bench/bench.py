@@ -141,8 +141,8 @@ def send_tables(args: argparse.Namespace) -> None:
     )
 
     def ratio(mode: str) -> float:
-        own: float = statistics.median(r["wall_s"] for r in cold[mode])
-        return own / statistics.median(r["wall_s"] for r in cold["first-send-sdk"])
+        own = float(statistics.median(r["wall_s"] for r in cold[mode]))
+        return own / float(statistics.median(r["wall_s"] for r in cold["first-send-sdk"]))
 
     print(
         f"m365send's first send takes {ratio('first-send'):.2f}x the SDK's time; the floor alone, with no "
