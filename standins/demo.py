@@ -1,19 +1,26 @@
 """The product's main job on its built-in local default: one email through the real HTTP function.
 
 Starts the Entra ID, Key Vault and Graph stand-ins, points the app settings at them, sends the seed
-page's example message through the decorated ``send`` function, and prints what happened.
+page's example message through the decorated ``send`` function, and prints what happened. With
+``--attach-blob-mb N`` it also starts Azurite, uploads an N MB blob and attaches it by reference:
+over 4 MB, that goes through a draft and an upload session.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import azure.functions as func
 
+from standins.azurite import Azurite
 from standins.cloud import SEED_EXAMPLE, LocalCloud
 
 
@@ -22,12 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--credential", choices=["secret", "certificate"], default="secret")
     parser.add_argument("--message", help="a JSON file with the email message (default: the seed's example)")
+    parser.add_argument(
+        "--attach-blob-mb", type=int, metavar="N", help="also attach an N MB blob from Azurite (by reference)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     message = json.loads(Path(args.message).read_text(encoding="utf-8")) if args.message else SEED_EXAMPLE
 
-    with LocalCloud() as cloud:
+    with LocalCloud() as cloud, contextlib.ExitStack() as stack:
         cloud.apply(args.credential)
+        blob_sha256 = None
+        if args.attach_blob_mb:
+            message, blob_sha256 = _with_blob(message, args.attach_blob_mb, stack.enter_context(_azurite()))
         import function_app  # after the settings are in place, as in a Function App
 
         send = next(f for f in function_app.app.get_functions() if f.get_function_name() == "send")
@@ -40,6 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(json.loads(response.get_body()), indent=2))
         print("\nWhat Graph received:")
         for sent in cloud.graph.sent:
+            if sent.via_draft:
+                print(f"a draft in {sent.mailbox} (app {sent.app_id}), then POST .../messages/{{id}}/send")
+                print(json.dumps(sent.message, indent=2))
+                for attachment in sent.attachments:
+                    same = "matches the blob" if attachment.sha256() == blob_sha256 else "attached"
+                    print(f"attachment {attachment.name}: {attachment.size:,} bytes, {same}")
+                print(f"upload-session chunks: {len(cloud.graph.drafts.chunks)}")
+                continue
             print(f"POST /v1.0/users/{sent.mailbox}/sendMail (app {sent.app_id})")
             print(json.dumps({"message": sent.message, "saveToSentItems": sent.save_to_sent_items}, indent=2))
         print(
@@ -47,6 +68,28 @@ def main(argv: list[str] | None = None) -> int:
             f"Key Vault reads: {sum(cloud.vault.reads.values())}, Graph requests: {sum(cloud.graph.requests.values())}"
         )
         return 0 if response.status_code == 202 and cloud.graph.sent else 1
+
+
+@contextlib.contextmanager
+def _azurite() -> Any:
+    azurite = Azurite()
+    try:
+        yield azurite
+    finally:
+        azurite.close()
+
+
+def _with_blob(message: dict[str, Any], megabytes: int, azurite: Azurite) -> tuple[dict[str, Any], str]:
+    """Upload a blob of random bytes, allow its container, and attach it to ``message`` by reference."""
+    from azure.storage.blob import BlobServiceClient
+
+    data = os.urandom(megabytes * 1024 * 1024)
+    name = f"demo-{megabytes}MB.bin"
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).create_container("attachments")
+    container.upload_blob(name, data)
+    os.environ.update({"AzureWebJobsStorage": azurite.connection_string, "M365_ATTACHMENT_CONTAINERS": "attachments"})
+    attachments = [*message.get("Attachments", []), {"Blob": f"attachments/{name}"}]
+    return {**message, "Attachments": attachments}, hashlib.sha256(data).hexdigest()
 
 
 if __name__ == "__main__":

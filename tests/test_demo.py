@@ -22,3 +22,18 @@ def test_demo_sends_the_seed_example_and_shows_what_graph_received(credential: s
     assert "POST /api/send -> HTTP 202" in result.stdout
     assert '"subject": "Example email subject"' in result.stdout
     assert "Key Vault reads: " in result.stdout
+
+
+def test_demo_attaches_a_large_blob_through_a_draft() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "standins.demo", "--attach-blob-mb", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "POST /api/send -> HTTP 202" in result.stdout
+    assert "attachment demo-5MB.bin: 5,242,880 bytes, matches the blob" in result.stdout
+    assert "upload-session chunks: 2" in result.stdout
