@@ -8,15 +8,15 @@ import sys
 import pytest
 
 
+def demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "standins.demo", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 @pytest.mark.parametrize("credential", ["secret", "certificate"])
 def test_demo_sends_the_seed_example_and_shows_what_graph_received(credential: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "standins.demo", "--credential", credential],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = demo("--credential", credential)
 
     assert result.returncode == 0, result.stderr
     assert "POST /api/send -> HTTP 202" in result.stdout
@@ -25,13 +25,7 @@ def test_demo_sends_the_seed_example_and_shows_what_graph_received(credential: s
 
 
 def test_demo_attaches_a_large_blob_through_a_draft() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "standins.demo", "--attach-blob-mb", "5"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = demo("--attach-blob-mb", "5")
 
     assert result.returncode == 0, result.stderr
     assert "POST /api/send -> HTTP 202" in result.stdout
