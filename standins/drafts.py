@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from standins.https import Reply, Request, json_reply
+from standins.https import Reply, Request, graph_error, json_reply
 
 __all__ = ["CHUNK_MULTIPLE", "Draft", "DraftStore", "ReceivedAttachment", "UploadFault"]
 
@@ -31,11 +31,6 @@ ATTACHMENT_MAX = 150 * MB
 CHUNK_MAX = 4 * MB
 CHUNK_MULTIPLE = 320 * 1024
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
-
-
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Reply:
-    """Graph's error body."""
-    return json_reply(status, {"error": {"code": code, "message": message}}, headers)
 
 
 @dataclass(frozen=True)
@@ -143,7 +138,7 @@ class DraftStore:
         """``POST .../attachments`` with a checked ``fileAttachment``: 201."""
         data = base64.b64decode(attachment.get("contentBytes", ""))
         if len(data) >= UPLOAD_SESSION_MIN:
-            return error(413, "RequestEntityTooLarge", "Attach a file of 3 MB or more through an upload session.")
+            return graph_error(413, "RequestEntityTooLarge", "Attach a file of 3 MB or more through an upload session.")
         path = self._file("attachment")
         path.write_bytes(data)
         received = ReceivedAttachment(
@@ -164,20 +159,20 @@ class DraftStore:
         if isinstance(body, dict):
             item = next((v for k, v in body.items() if k.lower() == "attachmentitem"), None)
         if not isinstance(item, dict):
-            return error(400, "ErrorInvalidParameter", "The value of the parameter 'AttachmentItem' is empty.")
+            return graph_error(400, "ErrorInvalidParameter", "The value of the parameter 'AttachmentItem' is empty.")
         if item.get("attachmentType") != "file" or not item.get("name"):
-            return error(400, "ErrorInvalidParameter", "AttachmentItem needs attachmentType 'file' and a name.")
+            return graph_error(400, "ErrorInvalidParameter", "AttachmentItem needs attachmentType 'file' and a name.")
         size = item.get("size")
         if not isinstance(size, int) or size < 0:
-            return error(400, "ErrorInvalidParameter", "AttachmentItem.size must be a non-negative integer.")
+            return graph_error(400, "ErrorInvalidParameter", "AttachmentItem.size must be a non-negative integer.")
         if size < UPLOAD_SESSION_MIN:
-            return error(
+            return graph_error(
                 400,
                 "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
                 "Attachment size should not be less than minimum size: 3 MB.",
             )
         if size > ATTACHMENT_MAX:
-            return error(400, "ErrorAttachmentSizeExceeded", "Attachment size exceeds the maximum of 150 MB.")
+            return graph_error(400, "ErrorAttachmentSizeExceeded", "Attachment size exceeds the maximum of 150 MB.")
         session = _Session(
             id=secrets.token_urlsafe(16),
             token=secrets.token_urlsafe(32),
@@ -219,14 +214,14 @@ class DraftStore:
     def handle_upload(self, request: Request, session_id: str) -> Reply:
         """PUT a chunk, GET the session's state, or DELETE the session."""
         if request.header("authorization"):
-            return error(
+            return graph_error(
                 401, "InvalidAuthenticationToken", "The upload URL is pre-authenticated: send no Authorization."
             )
         session = self._sessions.get(session_id)
         if session is None or datetime.now(UTC) > session.expires:
-            return error(404, "ErrorItemNotFound", "The upload session was not found or has expired.")
+            return graph_error(404, "ErrorItemNotFound", "The upload session was not found or has expired.")
         if request.query.get("authtoken") != [session.token]:
-            return error(401, "InvalidAuthenticationToken", "The upload URL's token is not valid.")
+            return graph_error(401, "InvalidAuthenticationToken", "The upload URL's token is not valid.")
         if request.method == "GET":
             return json_reply(200, session.status())
         if request.method == "DELETE":
@@ -235,7 +230,7 @@ class DraftStore:
             session.path.unlink(missing_ok=True)
             return Reply(204)
         if request.method != "PUT":
-            return error(405, "ErrorInvalidRequest", "Use PUT, GET or DELETE on an upload URL.")
+            return graph_error(405, "ErrorInvalidRequest", "Use PUT, GET or DELETE on an upload URL.")
         return self._put(request, session)
 
     def _put(self, request: Request, session: _Session) -> Reply:
@@ -243,15 +238,15 @@ class DraftStore:
             self.puts += 1
             fault = next((f for f in self.faults if f.put == self.puts), None)
         if fault and not fault.commit:
-            return error(fault.status, "ServiceUnavailable", "Injected upload fault.")
+            return graph_error(fault.status, "ServiceUnavailable", "Injected upload fault.")
         if (request.header("content-type") or "").split(";")[0].strip() != "application/octet-stream":
-            return error(415, "ErrorInvalidContentType", "Specify Content-Type: application/octet-stream.")
+            return graph_error(415, "ErrorInvalidContentType", "Specify Content-Type: application/octet-stream.")
         match = _RANGE.match(request.header("content-range") or "")
         if not match:
-            return error(400, "ErrorInvalidContentRange", "Content-Range must be 'bytes {start}-{end}/{total}'.")
+            return graph_error(400, "ErrorInvalidContentRange", "Content-Range must be 'bytes {start}-{end}/{total}'.")
         start, end, total = (int(g) for g in match.groups())
         if total != session.size:
-            return error(400, "ErrorInvalidContentRange", f"The total size must be {session.size}.")
+            return graph_error(400, "ErrorInvalidContentRange", f"The total size must be {session.size}.")
         if start != session.received:
             return json_reply(
                 416,
@@ -260,12 +255,12 @@ class DraftStore:
             )
         length = end - start + 1
         if length <= 0 or length != len(request.body):
-            return error(400, "ErrorInvalidContentRange", "Content-Range does not match the bytes sent.")
+            return graph_error(400, "ErrorInvalidContentRange", "Content-Range does not match the bytes sent.")
         if length > CHUNK_MAX:
-            return error(413, "RequestEntityTooLarge", "Upload at most 4 MB per request.")
+            return graph_error(413, "RequestEntityTooLarge", "Upload at most 4 MB per request.")
         final = end + 1 == total
         if not final and length % CHUNK_MULTIPLE:
-            return error(
+            return graph_error(
                 400,
                 "ErrorInvalidChunkSize",
                 f"Every chunk but the last must be a multiple of 320 KiB ({CHUNK_MULTIPLE} bytes); got {length}.",
@@ -276,7 +271,7 @@ class DraftStore:
             session.received = end + 1
             self.chunks.append(length)
         if fault:  # committed, then the answer was lost
-            return error(fault.status, "ServiceUnavailable", "Injected upload fault after the bytes were stored.")
+            return graph_error(fault.status, "ServiceUnavailable", "Injected upload fault after the bytes were stored.")
         if not final:
             return json_reply(200, session.status())
         item = session.item

@@ -32,7 +32,7 @@ import jwt
 
 from standins.drafts import Draft, DraftStore, ReceivedAttachment, UploadFault
 from standins.entra import EntraStandIn
-from standins.https import Reply, Request, json_reply
+from standins.https import Reply, Request, graph_error
 
 __all__ = ["Fault", "GraphStandIn", "Mailbox", "ReceivedAttachment", "SentMail", "UploadFault"]
 
@@ -90,20 +90,6 @@ class Fault:
     status: int
     retry_after: str | None = None
     delay: float = 0.0
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Reply:
-    return json_reply(
-        status,
-        {
-            "error": {
-                "code": code,
-                "message": message,
-                "innerError": {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4())},
-            }
-        },
-        headers,
-    )
 
 
 # Each route of /v1.0/users/{mailbox}/..., and the application permission it needs.
@@ -209,7 +195,7 @@ class GraphStandIn:
         now = time.monotonic()
         if self.mailbox_concurrency is not None and self._in_flight[path] >= self.mailbox_concurrency:
             self.throttled += 1
-            return _error(
+            return graph_error(
                 429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.", {"Retry-After": "1"}
             )
         if self.mailbox_rate is not None:
@@ -220,7 +206,7 @@ class GraphStandIn:
             if len(stamps) >= limit:
                 self.throttled += 1
                 wait = max(1, math.ceil(stamps[0] + window - now))
-                return _error(
+                return graph_error(
                     429,
                     "ApplicationThrottled",
                     "Application is over its rate limit for this mailbox.",
@@ -241,7 +227,7 @@ class GraphStandIn:
         if fault and fault.status != 200:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             code = {429: "TooManyRequests", 503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(fault.status, "Error")
-            return _error(fault.status, code, "Injected fault.", {**headers, **extra})
+            return graph_error(fault.status, code, "Injected fault.", {**headers, **extra})
         reply = self._route(request)
         reply.headers.update(headers)
         return reply
@@ -249,29 +235,29 @@ class GraphStandIn:
     def _route(self, request: Request) -> Reply:
         parts = [unquote(p) for p in request.path.strip("/").split("/")]
         if len(parts) < 4 or parts[0] != "v1.0" or parts[1] != "users":
-            return _error(400, "BadRequest", f"Resource not found for the segment '{parts[-1]}'.")
+            return graph_error(400, "BadRequest", f"Resource not found for the segment '{parts[-1]}'.")
         route = (request.method, *["{id}" if i == 1 else p for i, p in enumerate(parts[3:])])
         roles = _ROUTES.get(route)
         if roles is None:
-            return _error(400, "BadRequest", f"Resource not found for the segment '{parts[-1]}'.")
+            return graph_error(400, "BadRequest", f"Resource not found for the segment '{parts[-1]}'.")
         authorization = request.header("authorization") or ""
         if not authorization.startswith("Bearer "):
-            return _error(401, "InvalidAuthenticationToken", "Access token is empty.")
+            return graph_error(401, "InvalidAuthenticationToken", "Access token is empty.")
         try:
             claims = self._entra.verify(authorization.removeprefix("Bearer "), audience=self.resource)
         except jwt.ExpiredSignatureError:
-            return _error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
+            return graph_error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
         except jwt.InvalidTokenError:
-            return _error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
+            return graph_error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
         if roles not in claims.get("roles", []):
-            return _error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+            return graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
         mailbox = self._find(parts[2])
         if mailbox is None:
-            return _error(404, "ErrorInvalidUser", f"The requested user '{parts[2]}' is invalid.")
+            return graph_error(404, "ErrorInvalidUser", f"The requested user '{parts[2]}' is invalid.")
         app_id = str(claims.get("appid"))
         scope = self.app_scope.get(app_id)
         if scope is not None and mailbox.object_id not in scope:
-            return _error(
+            return graph_error(
                 403,
                 "ErrorAccessDenied",
                 "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.",
@@ -279,9 +265,9 @@ class GraphStandIn:
         # Graph takes a file under 3 MB in one attachments POST, whose base64 is a little over 4 MiB.
         limit = ATTACHMENT_POST_LIMIT if route == ("POST", "messages", "{id}", "attachments") else REQUEST_LIMIT
         if len(request.body) > limit:
-            return _error(413, "RequestEntityTooLarge", "The request payload is too large.")
+            return graph_error(413, "RequestEntityTooLarge", "The request payload is too large.")
         if request.body and "application/json" not in (request.header("content-type") or ""):
-            return _error(
+            return graph_error(
                 415,
                 "UnsupportedMediaType",
                 "A supported MIME type could not be found that matches the content type of the response.",
@@ -290,14 +276,14 @@ class GraphStandIn:
         if len(parts) > 4:
             draft = self.drafts.find(parts[4], mailbox.upn)
             if draft is None:
-                return _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+                return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         try:
             return self._dispatch(route, request, mailbox, app_id, draft)
         except _BadBody as bad:
             status = 403 if bad.code == "ErrorSendAsDenied" else 400
-            return _error(status, bad.code, bad.message)
+            return graph_error(status, bad.code, bad.message)
         except ValueError:
-            return _error(
+            return graph_error(
                 400,
                 "BadRequest",
                 "Unable to read JSON request payload. Please ensure Content-Type header "
@@ -333,7 +319,7 @@ class GraphStandIn:
         self._check_sender(mailbox, draft.message)
         size = draft.attachment_bytes + len(json.dumps(draft.message))
         if size > self.max_message_size:
-            return _error(
+            return graph_error(
                 413,
                 "ErrorMessageSizeExceeded",
                 f"The message exceeds the maximum supported size of {self.max_message_size} bytes.",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["HttpsServer", "Reply", "Request", "json_reply"]
+__all__ = ["HttpsServer", "Reply", "Request", "graph_error", "json_reply"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,21 @@ def json_reply(status: int, body: Any, headers: dict[str, str] | None = None) ->
     """A JSON answer."""
     return Reply(
         status, json.dumps(body).encode(), {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+    )
+
+
+def graph_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Reply:
+    """Microsoft Graph's error body (Outlook's upload URL answers the same way)."""
+    return json_reply(
+        status,
+        {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4())},
+            }
+        },
+        headers,
     )
 
 
