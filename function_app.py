@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 if TYPE_CHECKING:
-    from m365send.http_api import HttpResult
+    from m365send.answers import HttpResult
     from m365send.wiring import Worker
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -55,9 +55,9 @@ def _send(req: func.HttpRequest, *, validate_only: bool) -> func.HttpResponse:
             req.get_body(),
             sender=req.params.get("sender"),
             service=current.service,
+            engine=current.engine,
             request_id=req.headers.get("client-request-id"),
             idempotency_key=req.headers.get("Idempotency-Key"),
-            sends=current.sends,
             validate_only=validate_only,
         )
     )

@@ -11,18 +11,20 @@ import base64
 import json
 import mimetypes
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from m365send.answers import problem
 from m365send.attachments import chunk_ranges
-from m365send.envelope import key_of
+from m365send.envelope import key_of, replayable
 from m365send.errors import M365SendError, SenderNotAllowed, outcome_of
 from m365send.graph_message import attachment_item, file_attachment, graph_message, send_mail_body
-from m365send.http_api import problem
 from m365send.models import SendRequest, parse_send_request
-from m365send.sendlog import SendStatus
+from m365send.sendlog import Scope, SendStatus, scoped_key
+from m365send.sendonce import Failed, SendCommand, Sent
 from m365send.service import SendPlan
 from m365send.tables import DeadLetter
 from m365send.wiring import Storage, Worker, build_parts
@@ -73,16 +75,16 @@ def _replay_one(storage: Storage, letter: DeadLetter, force: bool) -> str | None
     """Re-enqueue one dead letter; returns why it was not replayed, or None."""
     if letter.kind == "conflict":
         return "its key was already used for a different message; enqueue it again under a new id"
-    key = key_of(letter.payload, queue_message_id=letter.queue_message_id)
+    key = scoped_key(Scope.QUEUE, letter.key)
     record = storage.sends.get(key)
-    if record is not None and record.status is SendStatus.SENT and not force:
-        return "its key is recorded as sent; --force would send it again"
-    storage.sends.forget(key)
-    body = letter.payload.decode()
-    if key == letter.queue_message_id and '"message"' not in body:
-        # A bare message's key was its queue message id: keep it by wrapping it in an envelope.
-        body = json.dumps({"id": key, "message": json.loads(body)})
-    storage.outbox.requeue(body, delay=0)
+    if record is not None and record.status is SendStatus.SENT:
+        if not force:
+            return "its key is recorded as sent; --force would send it again"
+        storage.sends.forget(key)
+    elif record is not None and record.status is SendStatus.FAILED:
+        storage.sends.forget(key)  # the cause is fixed: let the key be sent
+    # An unknown outcome keeps its record: the engine decides on it (verified delivery asks the mailbox).
+    storage.outbox.requeue(replayable(letter.payload, key=letter.key), delay=0)
     storage.dead_letters.remove(letter.id)
     return None
 
@@ -102,6 +104,41 @@ def _replay(worker: Worker, args: argparse.Namespace) -> int:
         else:
             print(f"{letter.id}: re-enqueued (key {letter.key})")
     return 1 if failed else 0
+
+
+def _poison_list(worker: Worker, args: argparse.Namespace) -> int:
+    poison = worker.storage().outbox.poison()
+    messages = poison.peek(limit=args.limit)
+    rows = [
+        {
+            "id": m.id,
+            "insertedOn": m.inserted_on.isoformat() if m.inserted_on else None,
+            "dequeueCount": m.dequeue_count,
+            "key": key_of(m.body, queue_message_id=m.id),
+            "bytes": len(m.body),
+        }
+        for m in messages
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no messages on {poison.queue_name}")
+    for row in [] if args.json else rows:
+        print(f"{row['id']}  {row['insertedOn'] or '':<32}  {row['key']}  ({row['bytes']:,} bytes)")
+    return 0
+
+
+def _poison_replay(worker: Worker, args: argparse.Namespace) -> int:
+    storage = worker.storage()
+    poison = storage.outbox.poison()
+
+    def fresh(body: bytes) -> bytes:
+        # The key survives (a bare message's was its first queue id); the attempt count starts again.
+        return replayable(body, key=key_of(body, queue_message_id=str(uuid.uuid4())))
+
+    moved = poison.move_to(storage.outbox, body_for=fresh, only=None if args.all else args.id)
+    print(f"re-enqueued {moved} message(s) from {poison.queue_name} on {storage.outbox.queue_name}")
+    return 0 if moved or args.all else 1
 
 
 # --- messages from files or flags ------------------------------------------------------------------
@@ -175,15 +212,22 @@ def _dry_run(plan: SendPlan, request: SendRequest, graph_base_url: str) -> dict[
 def _send(worker: Worker, args: argparse.Namespace) -> int:
     settings = worker.settings()
     request = parse_send_request(_message(args, lambda: settings.sender), sender=args.sender)
-    service = worker.service()
     if args.dry_run:
-        print(json.dumps(_dry_run(service.plan(request), request, settings.graph_base_url), indent=2))
+        print(json.dumps(_dry_run(worker.service().plan(request), request, settings.graph_base_url), indent=2))
         return 0
-    receipt = service.send(request)
+    outcome = worker.engine(args.key is not None).handle(SendCommand(request, Scope.HTTP, args.key))
+    if isinstance(outcome, Failed):
+        raise outcome.error
+    if not isinstance(outcome, Sent):
+        print(f"already {outcome.status.value} under key {args.key}: not sent again", file=sys.stderr)
+        _print(args, outcome.stored["body"], json.dumps(outcome.stored["body"]))
+        return 0 if outcome.status is SendStatus.SENT else 1
     _print(
         args,
-        {"status": "accepted", "requestId": receipt.request_id, "mailbox": receipt.mailbox},
-        f"sent as {receipt.mailbox} (request id {receipt.request_id})",
+        outcome.answer().body,
+        f"sent as {outcome.mailbox} (request id {request.request_id})"
+        + (" - possibly a duplicate" if outcome.possible_duplicate else "")
+        + (f"; warning: {outcome.warning}" if outcome.warning else ""),
     )
     return 0
 
@@ -293,6 +337,9 @@ def _parser() -> argparse.ArgumentParser:
     send = commands.add_parser("send", help="send a message from a JSON file or from flags")
     _message_arguments(send)
     send.add_argument("--dry-run", action="store_true", help="print the Graph request instead of sending")
+    send.add_argument(
+        "--key", help="idempotency key, shared with the HTTP API's Idempotency-Key (needs storage settings)"
+    )
     send.set_defaults(run=_send)
     check = commands.add_parser("check", help="check settings, Key Vault, token and sender, step by step")
     check.add_argument("--sender", help="also check that this mailbox is allowed")
@@ -317,6 +364,17 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true")
     replay.add_argument("--force", action="store_true", help="replay even if the key is recorded as sent")
     replay.set_defaults(run=_replay)
+    poison = commands.add_parser("poison", help="list and replay messages the host moved to <queue>-poison")
+    poison_actions = poison.add_subparsers(dest="action", required=True)
+    poison_listing = poison_actions.add_parser("list", help="the oldest poisoned messages (up to 32)")
+    poison_listing.add_argument("--limit", type=int, default=32)
+    poison_listing.add_argument("--json", action="store_true", help="machine-readable output")
+    poison_listing.set_defaults(run=_poison_list)
+    poison_replay = poison_actions.add_parser("replay", help="move poisoned messages back to the outbox queue")
+    poison_which = poison_replay.add_mutually_exclusive_group(required=True)
+    poison_which.add_argument("id", nargs="?")
+    poison_which.add_argument("--all", action="store_true")
+    poison_replay.set_defaults(run=_poison_replay)
     return parser
 
 

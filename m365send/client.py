@@ -19,21 +19,30 @@ import contextlib
 import json
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ResourceExistsError
-from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase64EncodePolicy
 
-from m365send.envelope import MAX_KEY_LENGTH
+from m365send.envelope import MAX_KEY_LENGTH, MAX_QUEUE_MESSAGE, encoded_size, handback_size
 from m365send.errors import DependencyUnavailable, FieldProblem, PayloadTooLarge, RequestInvalid
 from m365send.models import parse_send_request
 
-__all__ = ["MAX_QUEUE_MESSAGE", "OutboxClient"]
+__all__ = ["MAX_QUEUE_MESSAGE", "OutboxClient", "PeekedMessage"]
 
-# Azure Storage queue messages are at most 64 KiB, counted after base64 encoding.
-MAX_QUEUE_MESSAGE = 64 * 1024
+
+@dataclass(frozen=True)
+class PeekedMessage:
+    """A message seen on a queue without taking it."""
+
+    id: str
+    body: bytes
+    dequeue_count: int
+    inserted_on: datetime | None
 
 
 class OutboxClient:
@@ -41,6 +50,52 @@ class OutboxClient:
 
     def __init__(self, *, queue: QueueClient) -> None:
         self._queue = queue
+
+    @property
+    def queue_name(self) -> str:
+        """The queue's name."""
+        return str(self._queue.queue_name)
+
+    def poison(self) -> OutboxClient:
+        """The host's poison queue for this queue (``<queue>-poison``), with the same account and credential."""
+        return OutboxClient(
+            queue=QueueClient(
+                account_url=self._queue.url.split("?", 1)[0].rsplit("/", 1)[0],
+                queue_name=f"{self.queue_name}-poison",
+                credential=self._queue.credential,
+                message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=BinaryBase64DecodePolicy(),
+            )
+        )
+
+    def peek(self, *, limit: int = 32) -> list[PeekedMessage]:
+        """Up to 32 messages from the front of the queue, without taking them (none if the queue does not exist)."""
+        try:
+            return [
+                PeekedMessage(str(m.id), bytes(m.content), int(m.dequeue_count or 0), m.inserted_on)
+                for m in self._queue.peek_messages(max_messages=min(limit, 32))
+            ]
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise DependencyUnavailable(f"the queue {self.queue_name} is unavailable: {type(exc).__name__}") from None
+
+    def move_to(self, target: OutboxClient, *, body_for: Callable[[bytes], bytes], only: str | None = None) -> int:
+        """Move messages (``only`` one id, else all visible) to ``target``, rewritten by ``body_for``; how many."""
+        moved = 0
+        try:
+            for message in self._queue.receive_messages(messages_per_page=32, visibility_timeout=60):
+                if only is not None and message.id != only:
+                    self._queue.update_message(message, visibility_timeout=0)
+                    continue
+                target.requeue(body_for(bytes(message.content)), delay=0)
+                self._queue.delete_message(message)
+                moved += 1
+        except ResourceNotFoundError:
+            return moved
+        except AzureError as exc:
+            raise DependencyUnavailable(f"the queue {self.queue_name} is unavailable: {type(exc).__name__}") from None
+        return moved
 
     @classmethod
     def from_connection_string(cls, connection_string: str, queue_name: str) -> OutboxClient:
@@ -83,23 +138,24 @@ class OutboxClient:
                 ]
             )
         parse_send_request(message, sender=sender)  # raises RequestInvalid naming each bad field
-        body = json.dumps({"id": key, "message": dict(message), "sender": sender})
-        encoded_size = 4 * math.ceil(len(body.encode()) / 3)
-        if encoded_size > MAX_QUEUE_MESSAGE:
+        body = json.dumps({"id": key, "message": dict(message), "sender": sender}).encode()
+        # Room for the hand-back header too: a message that must wait for a retry is re-enqueued with it.
+        size = encoded_size(handback_size(body, key))
+        if size > MAX_QUEUE_MESSAGE:
             raise PayloadTooLarge(
-                f"the envelope is {encoded_size:,} bytes once base64-encoded; a queue message holds at most "
-                f"{MAX_QUEUE_MESSAGE:,}. Send large attachments through the HTTP API",
+                f"the envelope is {size:,} bytes once base64-encoded (with room for a retry header); a queue "
+                f"message holds at most {MAX_QUEUE_MESSAGE:,}. Send large attachments as blob references",
                 exception="ArgumentException",
             )
         self._send(body, delay=None)
         return key
 
-    def requeue(self, body: str, *, delay: float) -> None:
-        """Put an envelope back on the queue, invisible for ``delay`` seconds (m365send's own retries)."""
+    def requeue(self, body: bytes, *, delay: float) -> None:
+        """Put a message back on the queue, invisible for ``delay`` seconds (m365send's own retries)."""
         self._send(body, delay=delay)
 
-    def _send(self, body: str, *, delay: float | None) -> None:
+    def _send(self, body: bytes, *, delay: float | None) -> None:
         try:
-            self._queue.send_message(body, visibility_timeout=math.ceil(delay) if delay else None)
+            self._queue.send_message(body.decode(), visibility_timeout=math.ceil(delay) if delay else None)
         except AzureError as exc:
             raise DependencyUnavailable(f"the outbox queue is unavailable: {type(exc).__name__}") from None

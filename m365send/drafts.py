@@ -1,56 +1,55 @@
-"""Sending a message too large for one ``sendMail`` request: draft → attachments → send.
+"""Sending through a draft: draft → attachments → send, optionally tagged for verified delivery.
 
-Small attachments (under 3 MB) are POSTed to the draft whole; larger ones go through an upload
-session, streamed chunk by chunk from their source. If anything fails before Graph has taken the
-send, the draft is deleted again, so a failed send leaves nothing behind in the mailbox; a retry
-starts afresh with a new draft.
+A message too large for one ``sendMail`` request goes this way: small attachments (under 3 MB)
+are POSTed to the draft whole; larger ones go through an upload session, streamed chunk by chunk.
+In verified delivery mode every message goes this way, and its draft carries a send-once tag (a
+single-value extended property) so that the mailbox itself can later say whether it went out.
+A draft is tagged only once it is complete: a message with attachment uploads is created with a
+``.partial`` tag and PATCHed to the real one after the last upload, so a found tagged draft is
+always safe to send.
+
+If anything fails before Graph has taken the send, the draft is deleted again, so a failed send
+leaves nothing behind in the mailbox. After an ambiguous answer to the send it is left alone: it
+may be on its way, and verified delivery looks it up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from m365send.attachments import Content, ResolvedAttachment
-from m365send.errors import DependencyUnavailable, M365SendError
-from m365send.graph import GraphReceipt, UploadSession
+from m365send.attachments import ResolvedAttachment
+from m365send.errors import M365SendError, OutcomeUnknown
 from m365send.graph_message import attachment_item, content_base64, encode_json, file_attachment, graph_message
+from m365send.mailbox import DraftMail, GraphReceipt
 from m365send.models import EmailMessage
 
-__all__ = ["DraftMail", "send_through_draft"]
+__all__ = ["TAG_PROPERTY_ID", "SendTag", "send_through_draft"]
 
 log = logging.getLogger(__name__)
 
+# A named MAPI property in m365send's own property set: Graph filters messages on it (verified delivery).
+TAG_PROPERTY_ID = "String {6d5e2b1c-3f0a-4c8e-9b7d-1a2c3e4f5a6b} Name m365send-idempotency"
+_PARTIAL = ".partial"
 
-class DraftMail(Protocol):
-    """Graph's draft operations (``m365send.graph.GraphMailClient`` implements them)."""
 
-    def create_draft(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> str:
-        """Create the draft; its id."""
-        ...
+@dataclass(frozen=True)
+class SendTag:
+    """The send-once tag of one idempotency key: a digest, so the key itself never reaches the mailbox."""
 
-    def add_attachment(self, *, mailbox: str, message_id: str, body: bytes, token: str, client_request_id: str) -> None:
-        """Attach a small file whole."""
-        ...
+    value: str
 
-    def create_upload_session(
-        self, *, mailbox: str, message_id: str, body: bytes, token: str, client_request_id: str
-    ) -> UploadSession:
-        """Open an upload session for a large file."""
-        ...
+    @classmethod
+    def for_key(cls, scoped_key: str) -> SendTag:
+        """The tag of ``scoped_key`` (scope and key, as the send record stores them)."""
+        return cls(hashlib.sha256(scoped_key.encode()).hexdigest()[:40])
 
-    def upload(self, session: UploadSession, content: Content) -> None:
-        """Stream the file into the session."""
-        ...
-
-    def send_draft(self, *, mailbox: str, message_id: str, token: str, client_request_id: str) -> GraphReceipt:
-        """Send the draft."""
-        ...
-
-    def delete_draft(self, *, mailbox: str, message_id: str, token: str, client_request_id: str) -> None:
-        """Delete the draft."""
-        ...
+    def property(self, *, partial: bool = False) -> list[dict[str, str]]:
+        """Graph's ``singleValueExtendedProperties`` value that carries the tag."""
+        return [{"id": TAG_PROPERTY_ID, "value": self.value + (_PARTIAL if partial else "")}]
 
 
 def send_through_draft(
@@ -61,31 +60,53 @@ def send_through_draft(
     attachments: Sequence[ResolvedAttachment],
     token: str,
     client_request_id: str,
+    inline: bool = False,
+    tag: SendTag | None = None,
+    guard: Callable[[], None] | None = None,
 ) -> GraphReceipt:
-    """Create a draft, attach every file, send it; delete the draft if the send does not happen."""
+    """Create a draft, attach every file, send it; delete the draft if the send certainly did not happen.
+
+    ``inline``: every attachment fits the create request (verified delivery of a small message).
+    ``guard`` runs before each step that follows the draft's creation and may stop the send.
+    """
     ids = {"mailbox": mailbox, "token": token, "client_request_id": client_request_id}
-    draft = mail.create_draft(body=encode_json(graph_message(message)), **ids)
+    steps = not inline and bool(attachments)
+    draft_json: dict[str, Any] = graph_message(message)
+    if inline and attachments:
+        draft_json["attachments"] = [file_attachment(a, content_base64(a)) for a in attachments]
+    if tag is not None:
+        draft_json["singleValueExtendedProperties"] = tag.property(partial=steps)
+    draft = mail.create_draft(body=encode_json(draft_json), **ids)
     try:
-        for attachment in attachments:
-            if attachment.needs_upload_session:
-                session = mail.create_upload_session(
-                    message_id=draft, body=encode_json(attachment_item(attachment)), **ids
+        if steps:
+            for attachment in attachments:
+                if guard is not None:
+                    guard()
+                if attachment.needs_upload_session:
+                    session = mail.create_upload_session(
+                        message_id=draft, body=encode_json(attachment_item(attachment)), **ids
+                    )
+                    mail.upload(session, attachment.content, guard=guard)
+                else:
+                    body = encode_json(file_attachment(attachment, content_base64(attachment)))
+                    mail.add_attachment(message_id=draft, body=body, **ids)
+            if tag is not None:
+                mail.update_draft(
+                    message_id=draft, body=encode_json({"singleValueExtendedProperties": tag.property()}), **ids
                 )
-                mail.upload(session, attachment.content)
-            else:
-                body = encode_json(file_attachment(attachment, content_base64(attachment)))
-                mail.add_attachment(message_id=draft, body=body, **ids)
+        if guard is not None:
+            guard()
         receipt = mail.send_draft(message_id=draft, **ids)
-    except M365SendError as error:
-        # After an ambiguous send the draft may already be on its way: leave it be.
-        if not (isinstance(error, DependencyUnavailable) and error.outcome_unknown):
-            _discard(mail, draft, ids)
+    except OutcomeUnknown:
+        raise  # the draft may already be on its way: leave it be
+    except Exception:
+        _discard(mail, draft, ids)
         raise
     log.info(
         "email sent through a draft",
         extra={
             "attachments": len(attachments),
-            "upload_sessions": sum(a.needs_upload_session for a in attachments),
+            "upload_sessions": sum(a.needs_upload_session for a in attachments) if steps else 0,
             "attachment_bytes": sum(a.size for a in attachments),
         },
     )

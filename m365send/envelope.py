@@ -1,13 +1,22 @@
 """The queue message format: a JSON envelope ``{"id", "message", "sender"}`` or a bare message. Pure.
 
-``id`` is the caller's idempotency key; a bare message's key is its queue message id. ``attempt``
-counts hand-backs after transient failures and is written only by m365send itself.
+``id`` is the caller's idempotency key; a bare message's key is its queue message id.
+
+When m365send hands a message back to the queue (a transient failure, a key in flight), it
+re-enqueues the producer's bytes untouched inside a small wrapper that counts the hand-backs and
+keeps the key (a bare message's queue id changes with every enqueue)::
+
+    {"m365send":{"attempt":2,"key":"invoice-1"},"original":<the producer's JSON, byte for byte>}
+
+so a hand-back grows a message by a few dozen bytes, never by re-serialisation.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +26,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from m365send.errors import FieldProblem, RequestInvalid
 from m365send.models import SendRequest, parse_send_request
 
-__all__ = ["Envelope", "QueuedSend", "envelope_schema", "idempotency_request_id", "parse_queue_message", "payload_hash"]
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "MAX_QUEUE_MESSAGE",
+    "Envelope",
+    "QueuedSend",
+    "encoded_size",
+    "envelope_schema",
+    "handback_size",
+    "idempotency_request_id",
+    "key_of",
+    "original_of",
+    "parse_queue_message",
+    "payload_hash",
+    "replayable",
+]
 
 # client-request-ids derive from the key, so every attempt of one send shares Graph's correlation id.
 _KEY_NAMESPACE = uuid.UUID("5d1f2c1e-8f0a-4e0b-9c47-6a1f3e2d9b10")
 MAX_KEY_LENGTH = 256
+# Azure Storage queue messages are at most 64 KiB, counted after base64 encoding.
+MAX_QUEUE_MESSAGE = 64 * 1024
+
+
+def encoded_size(length: int) -> int:
+    """Bytes that ``length`` bytes take on the queue (base64, as host.json's ``messageEncoding`` says)."""
+    return 4 * math.ceil(length / 3)
 
 
 class Envelope(BaseModel):
@@ -40,28 +70,60 @@ class Envelope(BaseModel):
         description="The email message, exactly as POST /api/send takes it (the seed's EmailMessage)."
     )
     sender: str | None = Field(default=None, description="Mailbox to send as (UPN or object id). Default: M365_SENDER.")
-    attempt: int = Field(default=0, ge=0, description="Set by m365send when it hands a message back; leave it out.")
+
+
+_HANDBACK = "m365send"
 
 
 @dataclass(frozen=True)
 class QueuedSend:
-    """A decoded queue message: its key, the validated request, and the hash that identifies its payload."""
+    """A decoded queue message: its key, the validated request, its payload hash and the producer's bytes."""
 
     key: str
     request: SendRequest
     payload_hash: str
-    attempt: int
+    attempt: int  # hand-backs so far
+    original: bytes
 
-    def envelope_json(self, *, attempt: int) -> str:
-        """The message as an envelope again (for handing it back to the queue)."""
-        return json.dumps(
-            {
-                "id": self.key,
-                "message": self.request.message.model_dump(mode="json", by_alias=False),
-                "sender": self.request.sender,
-                "attempt": attempt,
-            }
-        )
+    def handback(self, *, attempt: int) -> bytes:
+        """The message to put back on the queue: the producer's bytes untouched, in the hand-back wrapper."""
+        return _wrap(self.original, key=self.key, attempt=attempt)
+
+
+def _wrap(original: bytes, *, key: str, attempt: int) -> bytes:
+    header = json.dumps({"attempt": attempt, "key": key}, separators=(",", ":"))
+    return b'{"' + _HANDBACK.encode() + b'":' + header.encode() + b',"original":' + original + b"}"
+
+
+def handback_size(original: bytes, key: str) -> int:
+    """Bytes of a hand-back of ``original`` late in its life (an attempt count of three digits)."""
+    return len(_wrap(original, key=key, attempt=999))
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _unwrap(decoded: Any, body: bytes) -> tuple[Any, bytes, int, str | None]:
+    """(the producer's message, its bytes, hand-backs so far, the key kept by the hand-back)."""
+    if not (isinstance(decoded, dict) and set(decoded) == {_HANDBACK, "original"}):
+        if body.startswith(codecs.BOM_UTF8) or not _is_utf8(body):
+            # JSON in another encoding (RFC 8259 allows the BOM-less UTF-16/32 forms json.loads reads):
+            # a hand-back embeds it as UTF-8.
+            body = json.dumps(decoded, ensure_ascii=True).encode()
+        return decoded, body, 0, None
+    header = decoded[_HANDBACK]
+    attempt = header.get("attempt") if isinstance(header, dict) else None
+    key = header.get("key") if isinstance(header, dict) else None
+    if not isinstance(attempt, int) or attempt < 0 or not isinstance(key, str) or not key:
+        raise _invalid("handback", "the hand-back header must hold a non-negative attempt and a key")
+    # The original sits verbatim between the header and the closing brace (see ``QueuedSend.handback``).
+    start = body.index(b',"original":') + len(b',"original":')
+    return decoded["original"], body[start : body.rindex(b"}")], attempt, key
 
 
 def idempotency_request_id(key: str) -> str:
@@ -79,22 +141,44 @@ def _invalid(code: str, message: str, field: str = "QueueMessage") -> RequestInv
     return RequestInvalid([FieldProblem(field, code, message, "ArgumentException")])
 
 
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise _invalid("invalid_json", f"the queue message is not JSON: {type(exc).__name__}") from None
+
+
 def key_of(body: bytes, *, queue_message_id: str) -> str:
     """The idempotency key of a queue message, even when the rest of it is invalid."""
     try:
-        decoded = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        decoded, _, _, kept = _unwrap(_decode(body), body)
+    except RequestInvalid:
         return queue_message_id
+    if kept:
+        return kept
     key = decoded.get("id") if isinstance(decoded, dict) and "message" in decoded else None
     return key if isinstance(key, str) and key else queue_message_id
 
 
+def original_of(body: bytes) -> bytes:
+    """The producer's bytes of a queue message (itself, unless m365send handed it back)."""
+    try:
+        return _unwrap(_decode(body), body)[1]
+    except RequestInvalid:
+        return body
+
+
+def replayable(body: bytes, *, key: str) -> bytes:
+    """A dead or poisoned message made ready to enqueue again: the producer's message under ``key``, attempt 0."""
+    decoded, _, _, _ = _unwrap(_decode(body), body)
+    if isinstance(decoded, dict) and "message" in decoded:
+        return json.dumps({**decoded, "id": key}).encode()
+    return json.dumps({"id": key, "message": decoded}).encode()
+
+
 def parse_queue_message(body: bytes, *, queue_message_id: str) -> QueuedSend:
     """Decode and validate a queue message; ``RequestInvalid`` names what is wrong."""
-    try:
-        decoded = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _invalid("invalid_json", f"the queue message is not JSON: {exc}") from None
+    decoded, original, attempt, kept_key = _unwrap(_decode(body), body)
     if not isinstance(decoded, dict):
         raise _invalid("type", "the queue message must be a JSON object (an envelope or an email message)")
     if "message" not in decoded:  # a bare EmailMessage: it has no "message" key
@@ -105,9 +189,9 @@ def parse_queue_message(body: bytes, *, queue_message_id: str) -> QueuedSend:
         error = exc.errors(include_url=False, include_input=False)[0]
         field = ".".join(str(p) for p in error["loc"]) or "QueueMessage"
         raise _invalid("envelope", error["msg"], field=f"Envelope.{field}") from None
-    key = envelope.id or queue_message_id
+    key = kept_key or envelope.id or queue_message_id
     request = parse_send_request(envelope.message, sender=envelope.sender, request_id=idempotency_request_id(key))
-    return QueuedSend(key=key, request=request, payload_hash=payload_hash(request), attempt=envelope.attempt)
+    return QueuedSend(key=key, request=request, payload_hash=payload_hash(request), attempt=attempt, original=original)
 
 
 def envelope_schema() -> dict[str, Any]:

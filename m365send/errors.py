@@ -10,19 +10,25 @@
     ├── PayloadTooLarge           413  dead-letter  the Graph request would exceed Graph's 4 MB limit
     ├── SenderNotAllowed          403  dead-letter  mailbox or From not in M365_ALLOWED_SENDERS
     ├── IdempotencyConflict       409  dead-letter  the idempotency key was used for a different message
-    ├── SendInProgress            409  retry        a send with the same idempotency key is under way
+    ├── SendInProgress            503  retry        a send with the same idempotency key is under way (Retry-After)
+    │   └── LeaseLost                               another attempt took the key over while this one held it
     ├── ConfigurationInvalid      500  dead-letter  app settings missing or contradictory
     ├── CredentialError           500  dead-letter  the app's own credential cannot be used
     │   ├── SecretNotFound                          Key Vault has no such secret
     │   ├── KeyVaultAccessDenied                    the worker identity may not read the secret
     │   ├── CertificateInvalid                      not a PFX, wrong password, no private key
     │   └── CredentialRejected                      Entra ID refused tenant, client or secret
-    ├── GraphRejected             502  dead-letter  Graph refused the request for another reason
+    ├── GraphRejected             422  dead-letter  Graph refused the request for another reason (a 4xx of Graph's)
     │   ├── RecipientsRejected    400  dead-letter  Graph could not resolve a recipient
     │   ├── SendAsDenied          403  dead-letter  the app may not send as this mailbox
     │   │   └── DraftsDenied      403  dead-letter  large attachments need a draft: Mail.ReadWrite is missing
     │   └── MailboxNotFound       404  dead-letter  no such mailbox, or not enabled for REST
-    └── DependencyUnavailable     503  retry        Graph, Entra ID or Key Vault unreachable or throttling
+    ├── DependencyUnavailable     503  retry        Graph, Entra ID, Key Vault or Storage unreachable or throttling
+    └── OutcomeUnknown            502  retry*       Graph's answer to a send was lost (504, 5xx without Retry-After,
+                                                    timeout or reset after the request went out): the email may be out
+
+``retry*``: never retried blindly. The send-once engine (``m365send.sendonce``) first asks the
+mailbox in verified delivery mode, and flags the resend as a possible duplicate in standard mode.
 
 Every error carries ``exception``: the name the original low-code block threw for the same case
 (``PropertyNullException``, ``MsalServiceException`` ...), so its users recognise it.
@@ -50,9 +56,11 @@ __all__ = [
     "GraphRejected",
     "IdempotencyConflict",
     "KeyVaultAccessDenied",
+    "LeaseLost",
     "M365SendError",
     "MailboxNotFound",
     "Outcome",
+    "OutcomeUnknown",
     "PayloadTooLarge",
     "RecipientsRejected",
     "RequestInvalid",
@@ -161,6 +169,13 @@ class SendInProgress(M365SendError):
         self.retry_after = retry_after
 
 
+class LeaseLost(SendInProgress):
+    """This attempt's lease on the key lapsed and another attempt holds it now: this one must stop."""
+
+    def __init__(self, detail: str = "another attempt took over this idempotency key") -> None:
+        super().__init__(detail, retry_after=1.0)
+
+
 class ConfigurationInvalid(M365SendError):
     """App settings are missing or contradict each other; ``settings`` names them."""
 
@@ -222,15 +237,18 @@ class MailboxNotFound(GraphRejected):
 
 
 class DependencyUnavailable(M365SendError):
-    """A dependency is unreachable or throttling; ``retry_after`` is a hint in seconds.
+    """A dependency is unreachable or throttling, and certainly did not act; ``retry_after`` is a hint in seconds."""
 
-    ``outcome_unknown`` is set when Graph may have accepted the message before the failure.
-    """
-
-    def __init__(self, detail: str, *, retry_after: float | None = None, outcome_unknown: bool = False) -> None:
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
         super().__init__(detail, exception="IOException")
         self.retry_after = retry_after
-        self.outcome_unknown = outcome_unknown
+
+
+class OutcomeUnknown(M365SendError):
+    """A request that may deliver mail went out, and its answer was lost: Graph may have sent the email."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, exception="IOException")
 
 
 _DL = Disposition.DEAD_LETTER
@@ -250,11 +268,11 @@ OUTCOMES: dict[type[M365SendError], Outcome] = {
         409, _DL, "idempotency-key-conflict", "The idempotency key was already used for a different message"
     ),
     SendInProgress: Outcome(
-        409, Disposition.RETRY, "idempotency-key-in-flight", "A send with this idempotency key is in progress"
+        503, Disposition.RETRY, "idempotency-key-in-flight", "A send with this idempotency key is in progress"
     ),
     ConfigurationInvalid: Outcome(500, _DL, "configuration", "The service is not configured correctly"),
     CredentialError: Outcome(500, _DL, "credential", "The service's Microsoft 365 credential cannot be used"),
-    GraphRejected: Outcome(502, _DL, "graph-rejected", "Microsoft Graph refused the email"),
+    GraphRejected: Outcome(422, _DL, "graph-rejected", "Microsoft Graph refused the email"),
     RecipientsRejected: Outcome(400, _DL, "recipients-rejected", "Microsoft Graph refused a recipient"),
     SendAsDenied: Outcome(403, _DL, "send-as-denied", "The app may not send as this mailbox"),
     DraftsDenied: Outcome(
@@ -263,6 +281,9 @@ OUTCOMES: dict[type[M365SendError], Outcome] = {
     MailboxNotFound: Outcome(404, _DL, "mailbox-not-found", "The sending mailbox was not found"),
     DependencyUnavailable: Outcome(
         503, Disposition.RETRY, "dependency-unavailable", "A dependency is unavailable; try again later"
+    ),
+    OutcomeUnknown: Outcome(
+        502, Disposition.RETRY, "outcome-unknown", "Microsoft Graph's answer was lost: the email may have been sent"
     ),
 }
 

@@ -1,12 +1,16 @@
-"""Microsoft Graph mail over httpx, honouring throttling (429/503/504 + ``Retry-After``).
+"""Microsoft Graph mail over httpx, honouring throttling (429/503 + ``Retry-After``).
 
 ``sendMail`` for a message that fits one request; for larger ones a draft, its attachments (small
-ones POSTed, large ones through an upload session, chunk by chunk), then ``send``.
+ones POSTed, large ones through an upload session, chunk by chunk), then ``send``; and, for
+verified delivery, a look-up of messages by a single-value extended property.
 
-A retry is safe only when Graph certainly did not act: a throttling answer, or a connection that
-was never made. A timeout after a send went out is ambiguous (the mail may have been sent), so it
-is reported as ``DependencyUnavailable`` and not retried here. An upload chunk is different: after
-any transient failure the session itself says which bytes it has, and the upload resumes there.
+A retry is safe only when Graph certainly did not act: a 429, a 5xx that carries ``Retry-After``
+(Graph's throttling answers do), or a connection that was never made. A request that may deliver
+mail (``sendMail``, a draft's ``send``) whose answer is a 504, another 5xx without ``Retry-After``,
+a timeout or a reset after it went out is ambiguous: Graph may have sent the email. That is
+``OutcomeUnknown``, never retried here. Other requests retry any 5xx. An upload chunk is different
+again: after any transient failure the session itself says which bytes it has, and the upload
+resumes there.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 from urllib.parse import quote
@@ -38,32 +41,25 @@ from m365send.errors import (
     DraftsDenied,
     GraphRejected,
     MailboxNotFound,
+    OutcomeUnknown,
     PayloadTooLarge,
     RecipientsRejected,
     SendAsDenied,
 )
 from m365send.logcontext import add_log_context
+from m365send.mailbox import GraphReceipt, TaggedMessage, UploadSession
 from m365send.pacing import MailboxPacer
 from m365send.telemetry import GRAPH_DURATION, THROTTLING_WAIT
 
-__all__ = ["GraphMailClient", "GraphReceipt", "UploadSession", "parse_retry_after"]
+__all__ = ["GraphMailClient", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
-_RETRY_STATUSES = frozenset({429, 503, 504})
+_RETRY_STATUSES = frozenset({429, 503, 504})  # on requests that cannot deliver mail, with any other 5xx
 _RECIPIENT_CODES = frozenset({"ErrorInvalidRecipients", "ErrorInvalidRecipientsFormat", "ErrorRecipientNotFound"})
 _SEND_AS_CODES = frozenset({"ErrorSendAsDenied", "ErrorAccessDenied", "ErrorSubmissionQuotaExceeded"})
 _MAILBOX_CODES = frozenset({"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "MailboxNotFound", "ResourceNotFound"})
 _SIZE_CODES = frozenset({"ErrorMessageSizeExceeded", "RequestEntityTooLarge", "ErrorAttachmentSizeExceeded"})
-
-
-@dataclass(frozen=True)
-class GraphReceipt:
-    """Graph's identifiers for an accepted send, for correlation with Graph's own logs."""
-
-    request_id: str | None
-    client_request_id: str
-    attempts: int
 
 
 class _Throttled(Exception):
@@ -75,14 +71,6 @@ class _Throttled(Exception):
 
 class _Unreachable(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class UploadSession:
-    """An attachment upload session: its pre-authenticated URL and the first byte it expects."""
-
-    url: str
-    next_offset: int
 
 
 def _next_offset(answer: dict[str, Any]) -> int:
@@ -168,6 +156,44 @@ class GraphMailClient:
         )
         return str(response.json()["id"])
 
+    def update_draft(self, *, mailbox: str, message_id: str, body: bytes, token: str, client_request_id: str) -> None:
+        """PATCH ``/users/{mailbox}/messages/{id}`` (a draft's properties)."""
+        self._call(
+            "PATCH",
+            mailbox,
+            f"messages/{quote(message_id, safe='')}",
+            token=token,
+            client_request_id=client_request_id,
+            body=body,
+            drafts=True,
+        )
+
+    def find_tagged(
+        self, *, mailbox: str, property_id: str, value: str, token: str, client_request_id: str
+    ) -> list[TaggedMessage]:
+        """GET the mailbox's messages (every folder) whose single-value extended property equals ``value``.
+
+        Graph documents this ``$filter`` for extended properties; the value comparison is case-insensitive.
+        """
+        quoted = value.replace("'", "''")
+        query = (
+            f"$filter=singleValueExtendedProperties/Any(ep: ep/id eq '{property_id}' and ep/value eq '{quoted}')"
+            "&$select=id,isDraft,internetMessageId&$top=10"
+        )
+        response, _ = self._call(
+            "GET", mailbox, f"messages?{query}", token=token, client_request_id=client_request_id, drafts=True
+        )
+        found = response.json().get("value", [])
+        return [
+            TaggedMessage(
+                id=str(item["id"]),
+                is_draft=bool(item.get("isDraft", False)),
+                internet_message_id=item.get("internetMessageId"),
+            )
+            for item in found
+            if isinstance(item, dict) and item.get("id")
+        ]
+
     def add_attachment(self, *, mailbox: str, message_id: str, body: bytes, token: str, client_request_id: str) -> None:
         """POST a ``fileAttachment`` (under 3 MB) to the draft."""
         self._call(
@@ -223,17 +249,20 @@ class GraphMailClient:
             if exc.graph_status != 404:
                 raise
 
-    def upload(self, session: UploadSession, content: Content) -> None:
+    def upload(self, session: UploadSession, content: Content, *, guard: Callable[[], None] | None = None) -> None:
         """PUT ``content`` to the session chunk by chunk (multiples of 320 KiB, under 4 MB each).
 
         One chunk is in memory at a time. After a transient failure (throttling, 5xx, a dropped
         connection or a timeout) the session is asked which bytes it has, and the upload resumes
-        there, within the same attempt and wait budget as every other Graph call.
+        there, within the same attempt and wait budget as every other Graph call. ``guard`` runs
+        before each chunk (the send-once engine stops an upload whose lease was lost).
         """
         offset: int | None = session.next_offset
         sent_to = 0  # end of the last chunk sent, to recognise a session that completed unseen
         failures = 0
         while True:
+            if guard is not None:
+                guard()
             try:
                 if offset is None:
                     offset = self._upload_offset(session.url)
@@ -325,18 +354,27 @@ class GraphMailClient:
             response = self._http.request(method, url, content=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise _Unreachable(type(exc).__name__) from None
+        except httpx.PoolTimeout as exc:  # no connection was free: the request never left
+            raise _Unreachable(type(exc).__name__) from None
         except httpx.TransportError as exc:
             if sends:
-                raise DependencyUnavailable(
-                    f"Microsoft Graph did not answer ({type(exc).__name__}); the email may or may not have been sent",
-                    outcome_unknown=True,
+                raise OutcomeUnknown(
+                    f"Microsoft Graph did not answer ({type(exc).__name__}) after the send went out; "
+                    "the email may or may not have been sent"
                 ) from None
             raise DependencyUnavailable(f"Microsoft Graph did not answer ({type(exc).__name__})") from None
         GRAPH_DURATION.record((time.perf_counter() - started) * 1000, {"status": response.status_code})
         add_log_context(graph_request_id=response.headers.get("request-id"))
         if response.is_success:
             return response
-        if response.status_code in _RETRY_STATUSES:
+        status = response.status_code
+        if sends and status >= 500 and (status == 504 or not response.headers.get("Retry-After")):
+            # A gateway timeout, or a server error that is not Graph's throttling answer: the send may be done.
+            log.warning("Graph's answer to a send leaves its outcome unknown", extra={"graph_status": status})
+            raise OutcomeUnknown(
+                f"Microsoft Graph answered HTTP {status} to the send; the email may or may not have been sent"
+            )
+        if status in _RETRY_STATUSES or (status >= 500 and not sends):
             raise self._throttled(response)
         raise self._rejection(response, drafts=drafts)
 

@@ -1,14 +1,20 @@
-"""Send records: one per idempotency key, so a key is sent at most once while its record lives.
+"""Send records: one per scoped idempotency key, so a key is sent at most once while its record lives.
 
-A record is reserved (with a lease) before the Graph call and marked sent after Graph accepts.
-What to do with an existing record is decided here, purely; ``m365send.tables`` stores records.
+A record is reserved (with a lease) before the Graph call, its lease renewed while the send runs,
+and it is marked sent, failed or unknown afterwards, each write conditional on the record being
+the one this attempt holds. What to do with an existing record is decided here, purely;
+``m365send.tables`` stores records.
 
-    no record / expired ─▶ NEW ─▶ send
-    same payload, sent   ─▶ ALREADY_SENT   (acknowledge, replay the first answer)
-    same payload, failed ─▶ ALREADY_FAILED (acknowledge, replay the first problem)
-    reserved, lease live ─▶ IN_FLIGHT      (try again when the lease ends)
-    reserved, lease over ─▶ TAKE_OVER      (the holder died; Graph may have the message: resend, flagged)
-    other payload        ─▶ CONFLICT       (nothing is sent)
+    no record / expired   ─▶ NEW            send
+    same payload, sent    ─▶ ALREADY_SENT   acknowledge, replay the first answer
+    same payload, failed  ─▶ ALREADY_FAILED acknowledge, replay the first problem
+    reserved, lease live  ─▶ IN_FLIGHT      try again when the lease ends
+    reserved, lease over  ─▶ TAKE_OVER      the holder died: Graph may have the message
+    unknown               ─▶ TAKE_OVER      Graph's answer was lost: it may have the message
+    other payload         ─▶ CONFLICT       nothing is sent
+
+On TAKE_OVER the send-once engine asks the mailbox first (verified delivery) or resends flagged
+as a possible duplicate (standard delivery).
 """
 
 from __future__ import annotations
@@ -18,13 +24,26 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-__all__ = ["Decision", "Reservation", "SendLog", "SendRecord", "SendStatus", "decide"]
+__all__ = ["Decision", "Reservation", "Scope", "SendLog", "SendRecord", "SendStatus", "decide", "scoped_key"]
+
+
+class Scope(StrEnum):
+    """Where a key comes from. Keys of different scopes never meet: each scope is its own namespace."""
+
+    HTTP = "http"
+    QUEUE = "queue"
+
+
+def scoped_key(scope: Scope, key: str) -> str:
+    """The key as send records store it: ``http:invoice-1`` and ``queue:invoice-1`` are different keys."""
+    return f"{scope.value}:{key}"
 
 
 class SendStatus(StrEnum):
     RESERVED = "reserved"
     SENT = "sent"
     FAILED = "failed"
+    UNKNOWN = "unknown"
 
 
 class Decision(StrEnum):
@@ -67,7 +86,7 @@ def decide(existing: SendRecord | None, payload_hash: str, now: datetime) -> Dec
         return Decision.ALREADY_SENT
     if existing.status is SendStatus.FAILED:
         return Decision.ALREADY_FAILED
-    if existing.lease_until > now:
+    if existing.status is SendStatus.RESERVED and existing.lease_until > now:
         return Decision.IN_FLIGHT
     return Decision.TAKE_OVER
 
@@ -85,10 +104,22 @@ class Reservation:
 
 
 class SendLog(Protocol):
-    """Where send records live (Azure Table storage in production)."""
+    """Where send records live (Azure Table storage in production).
+
+    Every write after ``reserve`` is conditional on the record this attempt holds, and raises
+    ``LeaseLost`` when another attempt has taken the key since.
+    """
 
     def reserve(self, key: str, payload_hash: str) -> Reservation:
         """Decide for ``key``; when the decision sends, the caller now holds a fresh lease."""
+        ...
+
+    def get(self, key: str) -> SendRecord | None:
+        """The record of ``key``, if any."""
+        ...
+
+    def renew(self, reservation: Reservation) -> Reservation:
+        """Extend the lease by a full lease period."""
         ...
 
     def mark_sent(self, reservation: Reservation, *, graph_request_id: str | None, answer: dict[str, Any]) -> None:
@@ -97,6 +128,10 @@ class SendLog(Protocol):
 
     def mark_failed(self, reservation: Reservation, *, answer: dict[str, Any]) -> None:
         """The send failed permanently: the key is done, with this problem."""
+        ...
+
+    def mark_unknown(self, reservation: Reservation) -> None:
+        """Graph may or may not have the message: the next attempt must find out (or flag its resend)."""
         ...
 
     def release(self, reservation: Reservation) -> None:

@@ -9,20 +9,20 @@ before the first Graph call, so a refused message is never partly sent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from m365send.attachments import BlobOpener, ResolvedAttachment, check_limits, resolve_attachments
-from m365send.drafts import DraftMail, send_through_draft
+from m365send.drafts import TAG_PROPERTY_ID, SendTag, send_through_draft
 from m365send.errors import PayloadTooLarge, SenderNotAllowed
-from m365send.graph import GraphReceipt
 from m365send.graph_message import GRAPH_REQUEST_LIMIT, encode_json, encode_send_mail, send_mail_body, send_mail_size
 from m365send.logcontext import log_context
+from m365send.mailbox import DraftMail, GraphReceipt, MailboxSearch, MailSender, TaggedMessage
 from m365send.models import SendRequest
 from m365send.telemetry import SENDS, tracer
 
-__all__ = ["EmailService", "GraphMail", "MailSender", "SendPlan", "SendReceipt", "TokenProvider"]
+__all__ = ["EmailService", "GraphMail", "SendPlan", "SendReceipt", "TokenProvider"]
 
 DEFAULT_MAX_MESSAGE_BYTES = 150 * 1024 * 1024
 
@@ -37,16 +37,8 @@ class TokenProvider(Protocol):
         ...
 
 
-class MailSender(Protocol):
-    """Posts a prepared ``sendMail`` body to Graph as ``mailbox``."""
-
-    def send_mail(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> GraphReceipt:
-        """Send, or raise an ``M365SendError``."""
-        ...
-
-
-class GraphMail(MailSender, DraftMail, Protocol):
-    """``sendMail`` for what fits one request, drafts for what does not."""
+class GraphMail(MailSender, DraftMail, MailboxSearch, Protocol):
+    """``sendMail`` for what fits one request, drafts for what does not, and look-ups for verified delivery."""
 
 
 @dataclass(frozen=True)
@@ -91,9 +83,13 @@ class EmailService:
         self._containers = frozenset(attachment_containers)
         self._max_message_bytes = max_message_bytes
 
+    def mailbox_of(self, request: SendRequest) -> str:
+        """The mailbox a request sends as (its sender, else the default)."""
+        return request.sender or self._default_sender
+
     def check_sender(self, request: SendRequest) -> str:
         """The mailbox to send as; ``SenderNotAllowed`` if it or the From address is not allowed."""
-        mailbox = request.sender or self._default_sender
+        mailbox = self.mailbox_of(request)
         if mailbox.casefold() not in self._allowed:
             raise SenderNotAllowed(
                 f"sending as mailbox '{mailbox}' is not allowed; add it to M365_ALLOWED_SENDERS",
@@ -132,10 +128,14 @@ class EmailService:
         """
         return self.plan(request).mailbox
 
-    def send(self, request: SendRequest) -> SendReceipt:
+    def send(
+        self, request: SendRequest, *, tag: SendTag | None = None, guard: Callable[[], None] | None = None
+    ) -> SendReceipt:
         """Check, build the Graph request(s), get a token and send. Nothing is sent on any error.
 
         A message that fits Graph's 4 MB request goes in one ``sendMail``; a larger one through a draft.
+        With a ``tag`` (verified delivery) every message goes through a draft that carries it.
+        ``guard`` runs before each Graph step that could deliver or commit, and may stop the send.
         """
         with (
             log_context(
@@ -148,7 +148,9 @@ class EmailService:
             span.set_attribute("m365send.request_id", request.request_id)
             prepared = self.plan(request)
             mailbox = prepared.mailbox
-            if prepared.fits_one_request:
+            if guard is not None:
+                guard()
+            if prepared.fits_one_request and tag is None:
                 body = prepared.body or encode_send_mail(request.message, prepared.attachments)
                 token = self._tokens.token()
                 receipt = self._mail.send_mail(
@@ -163,10 +165,42 @@ class EmailService:
                     attachments=prepared.attachments,
                     token=self._tokens.token(),
                     client_request_id=request.request_id,
+                    inline=prepared.fits_one_request,
+                    tag=tag,
+                    guard=guard,
                 )
             span.set_attribute("m365send.graph_request_id", receipt.request_id or "")
             SENDS.add(1)
             return self._accepted(request, mailbox, receipt)
+
+    def find_tagged(self, request: SendRequest, tag: SendTag) -> list[TaggedMessage]:
+        """The request's mailbox's messages (drafts and sent items) that carry ``tag``."""
+        return self._mail.find_tagged(
+            mailbox=request.sender or self._default_sender,
+            property_id=TAG_PROPERTY_ID,
+            value=tag.value,
+            token=self._tokens.token(),
+            client_request_id=request.request_id,
+        )
+
+    def send_existing_draft(self, request: SendRequest, draft_id: str) -> SendReceipt:
+        """Send a complete, tagged draft that an earlier attempt left behind."""
+        mailbox = self.check_sender(request)
+        with log_context(request_id=request.request_id, client_request_id=request.request_id, mailbox=mailbox):
+            receipt = self._mail.send_draft(
+                mailbox=mailbox, message_id=draft_id, token=self._tokens.token(), client_request_id=request.request_id
+            )
+            SENDS.add(1)
+            return self._accepted(request, mailbox, receipt)
+
+    def discard_draft(self, request: SendRequest, draft_id: str) -> None:
+        """Delete a surplus tagged draft (another attempt's copy of a message already sent)."""
+        self._mail.delete_draft(
+            mailbox=request.sender or self._default_sender,
+            message_id=draft_id,
+            token=self._tokens.token(),
+            client_request_id=request.request_id,
+        )
 
     def _accepted(self, request: SendRequest, mailbox: str, receipt: GraphReceipt) -> SendReceipt:
         # request_id, mailbox and graph_request_id come from the log context.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         default="emailsends", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", validation_alias="M365_SEND_TABLE"
     )
     send_lease_seconds: float = Field(default=300.0, gt=0, validation_alias="M365_SEND_LEASE_SECONDS")
+    # standard: at most once per key, a lost Graph answer resent flagged; verified: drafts tagged with the
+    # key and looked up before any resend (exactly once; needs Mail.ReadWrite).
+    delivery_mode: Literal["standard", "verified"] = Field(default="standard", validation_alias="M365_DELIVERY_MODE")
     idempotency_hours: float = Field(default=168.0, ge=24, validation_alias="M365_IDEMPOTENCY_HOURS")
     queue_max_attempts: int = Field(default=12, ge=1, validation_alias="M365_QUEUE_MAX_ATTEMPTS")
     queue_retry_base: float = Field(default=30.0, ge=0, validation_alias="M365_QUEUE_RETRY_BASE_SECONDS")

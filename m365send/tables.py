@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from m365send.errors import DependencyUnavailable
+from m365send.errors import DependencyUnavailable, LeaseLost
 from m365send.sendlog import Decision, Reservation, SendRecord, SendStatus, decide
 
 __all__ = ["DeadLetter", "TableDeadLetters", "TableSendLog"]
@@ -80,6 +80,15 @@ def _unavailable(exc: AzureError) -> DependencyUnavailable:
     return DependencyUnavailable(f"Table storage is unavailable: {type(exc).__name__}")
 
 
+@contextlib.contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Table storage's failures as ``DependencyUnavailable`` (the SDK's text may carry a SAS URL: not kept)."""
+    try:
+        yield
+    except AzureError as exc:
+        raise _unavailable(exc) from None
+
+
 class TableSendLog:
     """``SendLog`` over a ``TableClient``; reservations are created or replaced with ETag checks."""
 
@@ -98,10 +107,11 @@ class TableSendLog:
 
     def get(self, key: str) -> SendRecord | None:
         """The record of ``key``, if any."""
-        try:
-            return _record(self._table.get_entity(*_address(key)))
-        except ResourceNotFoundError:
-            return None
+        with _storage_errors():
+            try:
+                return _record(self._table.get_entity(*_address(key)))
+            except ResourceNotFoundError:
+                return None
 
     def reserve(self, key: str, payload_hash: str) -> Reservation:
         """Create the key's record, or decide on the one that exists (see ``m365send.sendlog``)."""
@@ -125,11 +135,8 @@ class TableSendLog:
                 return self.reserve(key, payload_hash)
             if not decision.sends:
                 return Reservation(decision, existing)
-            taken = replace(
-                fresh,
-                attempts=existing.attempts + 1 if decision is Decision.TAKE_OVER else 1,
-                possible_duplicate=decision is Decision.TAKE_OVER,
-            )
+            # The engine decides whether a take-over's send is a possible duplicate (verified delivery may show not).
+            taken = replace(fresh, attempts=existing.attempts + 1 if decision is Decision.TAKE_OVER else 1)
             try:
                 updated = self._table.update_entity(
                     _entity(taken),
@@ -144,14 +151,29 @@ class TableSendLog:
         except AzureError as exc:
             raise _unavailable(exc) from None
 
-    def _finish(
-        self, reservation: Reservation, status: SendStatus, answer: dict[str, Any], graph_id: str | None
-    ) -> None:
-        record = replace(reservation.record, status=status, answer=answer, graph_request_id=graph_id)
+    def _replace(self, record: SendRecord, etag: str | None) -> str | None:
+        """Write ``record`` if the stored one still has ``etag``; the new etag. ``LeaseLost`` otherwise."""
         try:
-            self._table.update_entity(_entity(record), mode=UpdateMode.REPLACE)
+            updated = self._table.update_entity(
+                _entity(record), mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise LeaseLost() from None
         except AzureError as exc:
             raise _unavailable(exc) from None
+        return updated.get("etag")
+
+    def renew(self, reservation: Reservation) -> Reservation:
+        """Extend the lease from now; the reservation with the record's new etag."""
+        renewed = replace(reservation.record, lease_until=self._clock() + self._lease)
+        etag = self._replace(renewed, reservation.record.etag)
+        return Reservation(reservation.decision, replace(renewed, etag=etag))
+
+    def _finish(
+        self, reservation: Reservation, status: SendStatus, answer: dict[str, Any] | None, graph_id: str | None
+    ) -> None:
+        record = replace(reservation.record, status=status, answer=answer, graph_request_id=graph_id)
+        self._replace(record, reservation.record.etag)
 
     def mark_sent(self, reservation: Reservation, *, graph_request_id: str | None, answer: dict[str, Any]) -> None:
         """Record that Graph accepted the message."""
@@ -160,6 +182,11 @@ class TableSendLog:
     def mark_failed(self, reservation: Reservation, *, answer: dict[str, Any]) -> None:
         """Record a permanent failure and its problem."""
         self._finish(reservation, SendStatus.FAILED, answer, None)
+
+    def mark_unknown(self, reservation: Reservation) -> None:
+        """Record that Graph's answer was lost; the lease ends now, so the next attempt need not wait."""
+        record = replace(reservation.record, status=SendStatus.UNKNOWN, lease_until=self._clock())
+        self._replace(record, reservation.record.etag)
 
     def release(self, reservation: Reservation) -> None:
         """Delete our reservation, unless another attempt has taken the key since."""
@@ -190,7 +217,7 @@ class TableSendLog:
 
     def forget(self, key: str) -> None:
         """Delete the key's record (an operator replaying a dead letter)."""
-        with contextlib.suppress(ResourceNotFoundError):
+        with _storage_errors(), contextlib.suppress(ResourceNotFoundError):
             self._table.delete_entity(*_address(key))
 
 
@@ -263,24 +290,26 @@ class TableDeadLetters:
 
     def list(self, *, limit: int = 100) -> list[DeadLetter]:
         """The newest ``limit`` dead letters."""
-        rows = self._table.query_entities(f"PartitionKey eq '{_DEAD_LETTER_PARTITION}'", results_per_page=limit)
         letters = []
-        for entity in rows:
-            letters.append(self._letter(entity))
-            if len(letters) >= limit:
-                break
+        with _storage_errors():
+            rows = self._table.query_entities(f"PartitionKey eq '{_DEAD_LETTER_PARTITION}'", results_per_page=limit)
+            for entity in rows:
+                letters.append(self._letter(entity))
+                if len(letters) >= limit:
+                    break
         return letters
 
     def get(self, letter_id: str) -> DeadLetter | None:
         """One dead letter by id."""
-        try:
-            return self._letter(self._table.get_entity(_DEAD_LETTER_PARTITION, letter_id))
-        except ResourceNotFoundError:
-            return None
+        with _storage_errors():
+            try:
+                return self._letter(self._table.get_entity(_DEAD_LETTER_PARTITION, letter_id))
+            except ResourceNotFoundError:
+                return None
 
     def remove(self, letter_id: str) -> None:
         """Delete one dead letter (after it was replayed)."""
-        with contextlib.suppress(ResourceNotFoundError):
+        with _storage_errors(), contextlib.suppress(ResourceNotFoundError):
             self._table.delete_entity(_DEAD_LETTER_PARTITION, letter_id)
 
     @staticmethod

@@ -22,6 +22,7 @@ from m365send.graph import GraphMailClient
 from m365send.keyvault import KeyVaultSecrets
 from m365send.outbox import OutboxProcessor
 from m365send.pacing import MailboxPacer
+from m365send.sendonce import DeliveryMode, SendOnce
 from m365send.service import EmailService
 from m365send.settings import DEFAULT_AUTHORITY_HOST, Settings, load_settings
 from m365send.tokens import GraphTokens
@@ -37,6 +38,7 @@ __all__ = [
     "Storage",
     "Worker",
     "build_blobs",
+    "build_engine",
     "build_outbox",
     "build_parts",
     "build_service",
@@ -213,11 +215,20 @@ def build_storage(settings: Settings) -> Storage:
     )
 
 
-def build_outbox(settings: Settings, service: EmailService, storage: Storage) -> OutboxProcessor:
-    """The queue processor over the worker's service and storage."""
-    return OutboxProcessor(
+def build_engine(settings: Settings, service: EmailService, storage: Storage | None) -> SendOnce:
+    """The send-once engine over the worker's service, with send records when storage is configured."""
+    return SendOnce(
         service=service,
-        sends=storage.sends,
+        sends=storage.sends if storage is not None else None,
+        mode=DeliveryMode(settings.delivery_mode),
+        lease=timedelta(seconds=settings.send_lease_seconds),
+    )
+
+
+def build_outbox(settings: Settings, engine: SendOnce, storage: Storage) -> OutboxProcessor:
+    """The queue translator over the worker's engine and storage."""
+    return OutboxProcessor(
+        engine=engine,
         dead_letters=storage.dead_letters,
         requeue=storage.outbox,
         max_attempts=settings.queue_max_attempts,
@@ -244,6 +255,7 @@ class Worker:
         self._settings: Settings | None = None
         self._service: EmailService | None = None
         self._storage: Storage | None = None
+        self._engines: dict[bool, SendOnce] = {}
         self._outbox: OutboxProcessor | None = None
         self._lock = threading.RLock()
 
@@ -272,9 +284,16 @@ class Worker:
         """Send records, for idempotent HTTP sends."""
         return self.storage().sends
 
+    def engine(self, keyed: bool = True) -> SendOnce:
+        """The send-once engine, built once; ``keyed`` sends need send records, so storage settings."""
+        with self._lock:
+            if keyed not in self._engines:
+                self._engines[keyed] = build_engine(self.settings(), self.service(), self.storage() if keyed else None)
+            return self._engines[keyed]
+
     def outbox(self) -> OutboxProcessor:
         """The queue processor, built once."""
         with self._lock:
             if self._outbox is None:
-                self._outbox = build_outbox(self.settings(), self.service(), self.storage())
+                self._outbox = build_outbox(self.settings(), self.engine(), self.storage())
             return self._outbox

@@ -123,11 +123,29 @@ class DraftStore:
 
     # --- Graph: /users/{id}/messages... (token, roles and mailbox already checked) ----------------
     def create(self, *, mailbox_upn: str, app_id: str, message: dict[str, Any]) -> Reply:
-        """``POST /users/{id}/messages``: 201 with the draft."""
+        """``POST /users/{id}/messages``: 201 with the draft; attachments in the body are stored like POSTed ones."""
+        inline = message.pop("attachments", [])
         draft = Draft("AAMkAD" + secrets.token_urlsafe(24) + "=", mailbox_upn, app_id, message)
+        for attachment in inline:
+            self._store(draft, attachment)
         with self._lock:
             self.drafts[draft.id] = draft
         return json_reply(201, {**message, "id": draft.id, "isDraft": True})
+
+    def update(self, draft: Draft, changes: dict[str, Any]) -> Reply:
+        """``PATCH /users/{id}/messages/{id}``: 200 with the draft; extended properties merge by id."""
+        with self._lock:
+            for name, value in changes.items():
+                if name == "singleValueExtendedProperties":
+                    kept = [
+                        p
+                        for p in draft.message.get(name, [])
+                        if p["id"].casefold() not in {v["id"].casefold() for v in value}
+                    ]
+                    draft.message[name] = kept + list(value)
+                else:
+                    draft.message[name] = value
+        return json_reply(200, {**draft.message, "id": draft.id, "isDraft": True})
 
     def find(self, draft_id: str, mailbox_upn: str) -> Draft | None:
         """The mailbox's draft with that id."""
@@ -136,9 +154,13 @@ class DraftStore:
 
     def attach(self, draft: Draft, attachment: dict[str, Any]) -> Reply:
         """``POST .../attachments`` with a checked ``fileAttachment``: 201."""
-        data = base64.b64decode(attachment.get("contentBytes", ""))
-        if len(data) >= UPLOAD_SESSION_MIN:
+        if len(base64.b64decode(attachment.get("contentBytes", ""))) >= UPLOAD_SESSION_MIN:
             return graph_error(413, "RequestEntityTooLarge", "Attach a file of 3 MB or more through an upload session.")
+        received = self._store(draft, attachment)
+        return json_reply(201, {"id": secrets.token_urlsafe(16), "name": received.name, "size": received.size})
+
+    def _store(self, draft: Draft, attachment: dict[str, Any]) -> ReceivedAttachment:
+        data = base64.b64decode(attachment.get("contentBytes", ""))
         path = self._file("attachment")
         path.write_bytes(data)
         received = ReceivedAttachment(
@@ -151,7 +173,7 @@ class DraftStore:
         )
         with self._lock:
             draft.attachments.append(received)
-        return json_reply(201, {"id": secrets.token_urlsafe(16), "name": received.name, "size": received.size})
+        return received
 
     def create_session(self, draft: Draft, body: Any) -> Reply:
         """``POST .../attachments/createUploadSession``: 201 with the upload URL."""

@@ -2,13 +2,18 @@
 
 ``POST /v1.0/users/{id|upn}/sendMail``; for large attachments ``POST .../messages`` (a draft),
 ``.../messages/{id}/attachments``, ``.../attachments/createUploadSession`` with chunked PUTs to the
-upload URL (``standins.drafts``), ``.../messages/{id}/send`` and ``DELETE .../messages/{id}``.
+upload URL (``standins.drafts``), ``PATCH`` and ``DELETE .../messages/{id}``, ``.../messages/{id}/send``;
+and ``GET .../messages?$filter=singleValueExtendedProperties/Any(ep: ep/id eq '…' and ep/value eq '…')``
+over drafts and sent items, as Graph documents it for extended properties (the property's name is
+matched case-sensitively, its value case-insensitively).
 
 It verifies the bearer token (issued by the Entra stand-in for this Graph, with ``Mail.Send``, and
 ``Mail.ReadWrite`` for drafts), resolves the mailbox, applies the app's mailbox scope (an
 application access policy) and send-as rights, validates the JSON body's shape (recipients, body,
 importance, attachments with ``@odata.type``), and records accepted messages. Faults can be
-queued: 429 with ``Retry-After``, 503, 504, or extra latency; upload PUTs fail on request.
+queued: 429 with ``Retry-After``, 503, 504, or extra latency, before the request is processed, or
+after it (the mail went out, then the answer was an error, a timeout or a dropped connection: the
+ambiguous case); upload PUTs fail on request.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import jwt
 
 from standins.drafts import Draft, DraftStore, ReceivedAttachment, UploadFault
 from standins.entra import EntraStandIn
-from standins.https import Reply, Request, graph_error
+from standins.https import DROP, Reply, Request, graph_error, json_reply
 
 __all__ = ["Fault", "GraphStandIn", "Mailbox", "ReceivedAttachment", "SentMail", "UploadFault"]
 
@@ -55,7 +60,14 @@ _MESSAGE_PROPERTIES = {
     "internetMessageHeaders",
     "isDeliveryReceiptRequested",
     "isReadReceiptRequested",
+    "singleValueExtendedProperties",
 }
+# "String {guid} Name x", or a tagged property "String 0x1234".
+_PROPERTY_ID = re.compile(
+    r"^(Binary|Boolean|Integer|Long|String|SystemTime|Double|Currency|CLSID|Short|Float) "
+    r"(\{[0-9a-fA-F-]{36}\} Name \S.*|\{[0-9a-fA-F-]{36}\} Id 0x[0-9a-fA-F]{1,4}|0x[0-9a-fA-F]{1,4})$"
+)
+_TAG_FILTER = re.compile(r"^singleValueExtendedProperties/Any\(ep: ep/id eq '(.+?)' and ep/value eq '(.*)'\)$")
 
 
 @dataclass
@@ -72,6 +84,7 @@ class SentMail:
     """One sent message: the mailbox, the app that sent it, and the Graph message JSON.
 
     A draft that was sent has ``via_draft`` set and its files in ``attachments`` (not in ``message``).
+    ``id`` is its id in Sent Items (a sent draft keeps the draft's id).
     """
 
     mailbox: str
@@ -81,24 +94,41 @@ class SentMail:
     client_request_id: str | None
     attachments: tuple[ReceivedAttachment, ...] = ()
     via_draft: bool = False
+    id: str = field(default_factory=lambda: "AAMkAD" + uuid.uuid4().hex)
 
 
 @dataclass(frozen=True)
 class Fault:
-    """An answer to give instead of processing the next request."""
+    """An answer to give instead of processing the next request (``on``: the next one matching it).
+
+    ``after``: process the request first (the mail goes out), wait ``delay``, then answer ``status``;
+    ``status`` ``DROP`` closes the connection without an answer. ``on`` is ``"METHOD path-suffix"``,
+    for example ``"POST /send"`` (a draft's send) or ``"POST /sendMail"``.
+    """
 
     status: int
     retry_after: str | None = None
     delay: float = 0.0
+    after: bool = False
+    on: str | None = None
+
+    def matches(self, request: Request) -> bool:
+        """Whether this fault is for ``request``."""
+        if self.on is None:
+            return True
+        method, _, suffix = self.on.partition(" ")
+        return request.method == method and request.path.endswith(suffix)
 
 
 # Each route of /v1.0/users/{mailbox}/..., and the application permission it needs.
 _ROUTES = {
     ("POST", "sendMail"): "Mail.Send",
     ("POST", "messages"): "Mail.ReadWrite",
+    ("GET", "messages"): "Mail.ReadWrite",  # Mail.Read would do too; the apps here have ReadWrite or nothing
     ("POST", "messages", "{id}", "attachments"): "Mail.ReadWrite",
     ("POST", "messages", "{id}", "attachments", "createUploadSession"): "Mail.ReadWrite",
     ("POST", "messages", "{id}", "send"): "Mail.Send",
+    ("PATCH", "messages", "{id}"): "Mail.ReadWrite",
     ("DELETE", "messages", "{id}"): "Mail.ReadWrite",
 }
 
@@ -180,7 +210,9 @@ class GraphStandIn:
         mailbox = parts[2].casefold() if len(parts) > 2 else ""
         with self._lock:
             self.requests[request.path] += 1
-            fault = self.faults.popleft() if self.faults else None
+            fault = next((f for f in self.faults if f.matches(request)), None)
+            if fault is not None:
+                self.faults.remove(fault)
             refused = self._admit(mailbox)
         if refused:
             return refused
@@ -217,20 +249,30 @@ class GraphStandIn:
         return None
 
     def _answer(self, request: Request, fault: Fault | None) -> Reply:
-        delay = self.latency + (fault.delay if fault else 0.0)
+        before = fault if fault is not None and not fault.after else None
+        delay = self.latency + (before.delay if before else 0.0)
         if delay:
             time.sleep(delay)
         headers = {"request-id": str(uuid.uuid4())}
         client_request_id = request.header("client-request-id")
         if client_request_id:
             headers["client-request-id"] = client_request_id
-        if fault and fault.status != 200:
-            extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-            code = {429: "TooManyRequests", 503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(fault.status, "Error")
-            return graph_error(fault.status, code, "Injected fault.", {**headers, **extra})
+        if before is not None and before.status != 200:
+            return self._fault_reply(before, headers)
         reply = self._route(request)
         reply.headers.update(headers)
+        if fault is not None and fault.after:
+            time.sleep(fault.delay)
+            return self._fault_reply(fault, headers)
         return reply
+
+    @staticmethod
+    def _fault_reply(fault: Fault, headers: dict[str, str]) -> Reply:
+        if fault.status == DROP:
+            return Reply(DROP)
+        extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        code = {429: "TooManyRequests", 503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(fault.status, "Error")
+        return graph_error(fault.status, code, "Injected fault.", {**headers, **extra})
 
     def _route(self, request: Request) -> Reply:
         parts = [unquote(p) for p in request.path.strip("/").split("/")]
@@ -304,8 +346,18 @@ class GraphStandIn:
             if not isinstance(message, dict):
                 raise _BadBody("ErrorInvalidParameter", "The message is empty.")
             self._check_message(message, require_recipients=False)
+            for attachment in message.get("attachments", []):
+                self._check_attachment(attachment)
             return self.drafts.create(mailbox_upn=mailbox.upn, app_id=app_id, message=message)
+        if route == ("GET", "messages"):
+            return self._find_tagged(request, mailbox)
         assert draft is not None  # every other route names a draft, found above
+        if route == ("PATCH", "messages", "{id}"):
+            changes = request.json()
+            if not isinstance(changes, dict):
+                raise _BadBody("ErrorInvalidParameter", "The message is empty.")
+            self._check_message(changes, require_recipients=False)
+            return self.drafts.update(draft, changes)
         if route == ("POST", "messages", "{id}", "attachments"):
             attachment = request.json()
             self._check_attachment(attachment)
@@ -335,9 +387,34 @@ class GraphStandIn:
                     request.header("client-request-id"),
                     attachments=tuple(draft.attachments),
                     via_draft=True,
+                    id=draft.id,
                 )
             )
         return Reply(202)
+
+    def _find_tagged(self, request: Request, mailbox: Mailbox) -> Reply:
+        """``GET messages?$filter=singleValueExtendedProperties/Any(...)``: drafts and sent items that match."""
+        query = (request.query.get("$filter") or [""])[0]
+        match = _TAG_FILTER.match(query)
+        if match is None:
+            return graph_error(
+                400, "ErrorInvalidUrlQueryFilter", "The query filter contains one or more invalid nodes."
+            )
+        property_id, value = match.group(1), match.group(2).replace("''", "'")
+
+        def tagged(message: dict[str, Any]) -> bool:
+            return any(
+                p.get("id") == property_id and str(p.get("value", "")).casefold() == value.casefold()
+                for p in message.get("singleValueExtendedProperties", [])
+            )
+
+        with self._lock:
+            drafts = [d for d in self.drafts.drafts.values() if d.mailbox_upn == mailbox.upn and tagged(d.message)]
+            sent = [m for m in self.sent if m.mailbox == mailbox.upn and m.save_to_sent_items and tagged(m.message)]
+        found = [{"id": d.id, "isDraft": True, "internetMessageId": None} for d in drafts] + [
+            {"id": m.id, "isDraft": False, "internetMessageId": f"<{m.id}@{mailbox.upn.split('@')[-1]}>"} for m in sent
+        ]
+        return json_reply(200, {"@odata.context": "messages", "value": found})
 
     # --- what Graph checks in the body ----------------------------------------------------------
     def _check_body(self, body: Any) -> tuple[dict[str, Any], bool]:
@@ -389,6 +466,11 @@ class GraphStandIn:
             )
         if "from" in message:
             self._check_recipient(message["from"], resolve=False)
+        for prop in message.get("singleValueExtendedProperties", []):
+            if not isinstance(prop, dict) or not _PROPERTY_ID.match(str(prop.get("id", ""))):
+                raise _BadBody("ErrorInvalidProperty", "The extended property id is not valid.")
+            if not isinstance(prop.get("value"), str):
+                raise _BadBody("RequestBodyRead", "An extended property's value must be a string.")
         importance = message.get("importance", "normal")
         if not isinstance(importance, str) or importance.lower() not in ("low", "normal", "high"):
             raise _BadBody(

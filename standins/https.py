@@ -12,7 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["HttpsServer", "Reply", "Request", "graph_error", "json_reply"]
+__all__ = ["DROP", "HttpsServer", "Reply", "Request", "graph_error", "json_reply"]
+
+# A ``Reply`` status that closes the connection without answering.
+DROP = -1
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,11 @@ class HttpsServer:
                     body=self.rfile.read(length) if length else b"",
                 )
                 reply = app.handle(request)
+                if reply.status == DROP:
+                    # The connection dies after the request was read: the caller never learns the outcome.
+                    self.close_connection = True
+                    self.connection.close()
+                    return
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

@@ -1,0 +1,365 @@
+"""The send-once engine: reserve → decide → send → record, for every entry point.
+
+The HTTP trigger, the queue trigger and the CLI turn their input into a ``SendCommand`` and hand
+it here; they differ only in how they render the ``Sent``, ``Replayed`` or ``Failed`` it returns.
+The rules it keeps, each a test (``tests/test_sendonce.py`` and ``tests/test_fault_matrix.py``):
+
+- After Graph accepted a message nothing answers "retry": a record write that fails is retried,
+  and if it still fails the answer is success with a warning, never a resend.
+- A lost answer (``OutcomeUnknown``) is never retried blindly. The record is marked unknown and
+  the next attempt either asks the mailbox (verified delivery) or resends flagged as a possible
+  duplicate (standard delivery).
+- The lease covers the whole send: it is renewed while the send runs, every write after the
+  reservation is conditional on it, and an attempt that lost it stops before its next Graph step.
+- Any exception, expected or not, leaves the record in a state the next attempt can decide on.
+
+Verified delivery (``M365_DELIVERY_MODE=verified``) sends every keyed message as a draft tagged
+with a digest of its key. When an earlier attempt's outcome is unknown, the mailbox decides: the
+tagged message found sent → recorded as sent, nothing is sent; found as a draft → that draft is
+sent; not found → sent afresh. That is exactly once while the send record lives.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from m365send.answers import HttpResult, problem
+from m365send.drafts import SendTag
+from m365send.envelope import payload_hash
+from m365send.errors import (
+    DependencyUnavailable,
+    Disposition,
+    IdempotencyConflict,
+    LeaseLost,
+    M365SendError,
+    MailboxNotFound,
+    OutcomeUnknown,
+    SendInProgress,
+    outcome_of,
+)
+from m365send.leases import HeldLease, LeaseRenewer
+from m365send.mailbox import TaggedMessage
+from m365send.models import SendRequest
+from m365send.sendlog import Decision, Reservation, Scope, SendLog, SendRecord, SendStatus, scoped_key
+from m365send.service import EmailService, SendReceipt
+from m365send.telemetry import FAILURES
+
+__all__ = ["DeliveryMode", "Failed", "Outcome", "Replayed", "SendCommand", "SendOnce", "Sent"]
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryMode(StrEnum):
+    """``standard``: at most once per key, at least once after a lost answer (flagged); ``verified``: exactly once."""
+
+    STANDARD = "standard"
+    VERIFIED = "verified"
+
+
+@dataclass(frozen=True)
+class SendCommand:
+    """One request to send: the validated message, where it came from, and its idempotency key if any."""
+
+    request: SendRequest
+    scope: Scope
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Graph has the message (this attempt sent it, or verified delivery found it already sent)."""
+
+    request: SendRequest
+    mailbox: str
+    key: str | None
+    graph_request_id: str | None = None
+    possible_duplicate: bool = False
+    found_in_mailbox: bool = False
+    warning: str | None = None
+
+    def answer(self) -> HttpResult:
+        """The ``202 Accepted`` answer."""
+        body: dict[str, Any] = {
+            "status": "accepted",
+            "requestId": self.request.request_id,
+            "mailbox": self.mailbox,
+            "graphRequestId": self.graph_request_id,
+        }
+        if self.key is not None:
+            body["idempotencyKey"] = self.key
+        if self.possible_duplicate:
+            body["possibleDuplicate"] = True
+        if self.found_in_mailbox:
+            body["verified"] = "found in the mailbox, already sent by an earlier attempt"
+        if self.warning:
+            body["warning"] = self.warning
+        return HttpResult.json(202, body)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """The key was finished before: the first answer, to give again."""
+
+    stored: dict[str, Any]
+    status: SendStatus
+
+    def answer(self) -> HttpResult:
+        """The first answer, marked as a replay."""
+        return HttpResult.replayed(self.stored)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Not sent (or, for ``OutcomeUnknown``, not known to be sent). ``permanent``: do not retry."""
+
+    error: M365SendError
+
+    @property
+    def permanent(self) -> bool:
+        """Whether retrying cannot help (the error table's disposition)."""
+        return outcome_of(self.error).disposition is Disposition.DEAD_LETTER
+
+    @property
+    def retry_after(self) -> float | None:
+        """The wait the error asks for, if any."""
+        return getattr(self.error, "retry_after", None)
+
+    def answer(self, request_id: str) -> HttpResult:
+        """The problem-details answer."""
+        return problem(self.error, request_id=request_id)
+
+
+Outcome = Sent | Replayed | Failed
+
+# Record writes after Graph accepted are worth a few quick tries: the alternative is a resend.
+_RECORD_TRIES = 3
+
+
+class SendOnce:
+    """Sends each command at most once per key (exactly once in verified mode); one instance per worker."""
+
+    def __init__(
+        self,
+        *,
+        service: EmailService,
+        sends: SendLog | None,
+        mode: DeliveryMode = DeliveryMode.STANDARD,
+        lease: timedelta = timedelta(minutes=5),
+        record_wait: float = 0.2,
+    ) -> None:
+        self._service = service
+        self._sends = sends
+        self._mode = mode
+        self._leases = LeaseRenewer(sends=sends, lease=lease) if sends is not None else None
+        self._record_wait = record_wait
+
+    @property
+    def mode(self) -> DeliveryMode:
+        """The delivery mode this engine runs in."""
+        return self._mode
+
+    def handle(self, command: SendCommand) -> Outcome:
+        """Send ``command`` once; what became of it. Unexpected exceptions propagate after the record is safe."""
+        if command.key is None:
+            return self._unrecorded(command)
+        if self._sends is None or self._leases is None:
+            raise AssertionError("a keyed send needs send records")  # the adapters check the settings first
+        key = scoped_key(command.scope, command.key)
+        try:
+            reservation = self._sends.reserve(key, payload_hash(command.request))
+        except DependencyUnavailable as error:
+            return Failed(error)
+        decision = reservation.decision
+        if decision is Decision.CONFLICT:
+            return Failed(
+                IdempotencyConflict(
+                    f"idempotency key '{command.key}' was already used for a different message; this one was not sent"
+                )
+            )
+        if decision in (Decision.ALREADY_SENT, Decision.ALREADY_FAILED):
+            log.info("idempotency key already finished: answering as the first time", extra={"decision": decision})
+            return Replayed(_stored_answer(reservation.record, command), reservation.record.status)
+        if decision is Decision.IN_FLIGHT:
+            left = reservation.lease_left(datetime.now(UTC)).total_seconds()
+            return Failed(
+                SendInProgress(f"a send with idempotency key '{command.key}' is in progress", retry_after=left + 1)
+            )
+        with self._leases.hold(reservation) as held:
+            try:
+                if decision is Decision.TAKE_OVER:
+                    return self._take_over(command, held)
+                return self._send(command, held, possible_duplicate=False)
+            except BaseException:
+                # Unexpected: the send may or may not have reached Graph. Leave the key for the next
+                # attempt to decide on (a crash leaves it reserved, which its lease ends the same way).
+                self._write_unknown(held)
+                raise
+
+    # --- the send itself ------------------------------------------------------------------------
+    def _unrecorded(self, command: SendCommand) -> Outcome:
+        try:
+            receipt = self._service.send(command.request)
+        except M365SendError as error:
+            return Failed(error)
+        return self._sent(command, receipt)
+
+    def _send(self, command: SendCommand, held: HeldLease, *, possible_duplicate: bool) -> Outcome:
+        tag = SendTag.for_key(held.current.record.key) if self._mode is DeliveryMode.VERIFIED else None
+        try:
+            receipt = self._service.send(command.request, tag=tag, guard=held.check)
+        except LeaseLost as error:
+            return Failed(error)  # another attempt holds the key: nothing to write
+        except OutcomeUnknown as error:
+            self._write_unknown(held)
+            return Failed(error)
+        except M365SendError as error:
+            failed = Failed(error)
+            if failed.permanent:
+                self._write_failed(held, failed, command)
+            elif tag is not None:
+                self._write_unknown(held)  # a tagged draft may exist: the next attempt looks before it sends
+            else:
+                self._sends_or_fail().release(held.release())
+            return failed
+        return self._record_sent(command, held, self._sent(command, receipt, possible_duplicate=possible_duplicate))
+
+    def _take_over(self, command: SendCommand, held: HeldLease) -> Outcome:
+        attempts = held.current.record.attempts
+        if self._mode is DeliveryMode.STANDARD:
+            log.warning(
+                "an earlier attempt's outcome is unknown (it stopped, or Graph's answer was lost); Graph may "
+                "already have the message, so this send may duplicate it",
+                extra={"attempts": attempts},
+            )
+            return self._send(command, held, possible_duplicate=True)
+        tag = SendTag.for_key(held.current.record.key)
+        try:
+            found = self._service.find_tagged(command.request, tag)
+        except M365SendError as error:
+            self._write_unknown(held)  # still unknown: the next attempt asks again
+            return Failed(error)
+        sent = [m for m in found if not m.is_draft]
+        drafts = [m for m in found if m.is_draft]
+        log.info(
+            "verified delivery: asked the mailbox about an earlier attempt",
+            extra={"attempts": attempts, "found_sent": len(sent), "found_drafts": len(drafts)},
+        )
+        if sent:
+            self._discard(command, drafts)
+            outcome = Sent(
+                command.request, self._service.mailbox_of(command.request), command.key, found_in_mailbox=True
+            )
+            return self._record_sent(command, held, outcome)
+        if drafts:
+            self._discard(command, drafts[1:])
+            return self._send_found_draft(command, held, drafts[0])
+        return self._send(command, held, possible_duplicate=False)
+
+    def _send_found_draft(self, command: SendCommand, held: HeldLease, draft: TaggedMessage) -> Outcome:
+        try:
+            held.check()
+            receipt = self._service.send_existing_draft(command.request, draft.id)
+        except MailboxNotFound as error:
+            if error.graph_status != 404:
+                raise
+            # Gone between the look-up and the send: most likely it was just sent. Look again next time.
+            self._write_unknown(held)
+            return Failed(OutcomeUnknown("the draft an earlier attempt left was gone when it was to be sent"))
+        except LeaseLost as error:
+            return Failed(error)
+        except M365SendError as error:
+            self._write_unknown(held)
+            return Failed(error)
+        return self._record_sent(command, held, self._sent(command, receipt))
+
+    def _discard(self, command: SendCommand, drafts: list[TaggedMessage]) -> None:
+        for draft in drafts:
+            try:
+                self._service.discard_draft(command.request, draft.id)
+            except M365SendError as error:
+                log.warning("could not delete a surplus draft: %s", error.detail)
+
+    def _sent(self, command: SendCommand, receipt: SendReceipt, *, possible_duplicate: bool = False) -> Sent:
+        return Sent(
+            command.request,
+            receipt.mailbox,
+            command.key,
+            graph_request_id=receipt.graph_request_id,
+            possible_duplicate=possible_duplicate,
+        )
+
+    # --- record writes --------------------------------------------------------------------------
+    def _sends_or_fail(self) -> SendLog:
+        assert self._sends is not None
+        return self._sends
+
+    def _record_sent(self, command: SendCommand, held: HeldLease, sent: Sent) -> Sent:
+        reservation = held.release()
+        answer = sent.answer().stored()
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(DependencyUnavailable),
+                stop=stop_after_attempt(_RECORD_TRIES),
+                wait=wait_exponential(multiplier=self._record_wait, max=2.0),
+                reraise=True,
+            ):
+                with attempt:
+                    self._sends_or_fail().mark_sent(
+                        _flagged(reservation, sent.possible_duplicate),
+                        graph_request_id=sent.graph_request_id,
+                        answer=answer,
+                    )
+        except LeaseLost:
+            return _warned(sent, "another attempt took this key over while it was sent; it may send it again")
+        except DependencyUnavailable as error:
+            FAILURES.add(1, {"reason": "record-not-written", "trigger": command.scope.value})
+            log.error("Graph accepted the email but its send record could not be written: %s", error.detail)
+            return _warned(sent, "the send could not be recorded; a repeat of this key may send it again")
+        return sent
+
+    def _write_failed(self, held: HeldLease, failed: Failed, command: SendCommand) -> None:
+        reservation = held.release()
+        try:
+            self._sends_or_fail().mark_failed(reservation, answer=failed.answer(command.request.request_id).stored())
+        except M365SendError as error:
+            log.warning("could not record a permanent failure: %s", error.detail)
+
+    def _write_unknown(self, held: HeldLease) -> None:
+        reservation = held.release()
+        try:
+            self._sends_or_fail().mark_unknown(reservation)
+        except M365SendError as error:
+            # The lease still ends on its own, and the next attempt then treats the key the same way.
+            log.warning("could not record an unknown outcome: %s", error.detail)
+
+
+def _flagged(reservation: Reservation, possible_duplicate: bool) -> Reservation:
+    if not possible_duplicate or reservation.record.possible_duplicate:
+        return reservation
+    return Reservation(reservation.decision, replace(reservation.record, possible_duplicate=True))
+
+
+def _warned(sent: Sent, warning: str) -> Sent:
+    return replace(sent, warning=warning)
+
+
+def _stored_answer(record: SendRecord, command: SendCommand) -> dict[str, Any]:
+    """The first answer; one rebuilt from the record when it was not stored (never a reason to send)."""
+    if record.answer:
+        return record.answer
+    if record.status is SendStatus.SENT:
+        body = {
+            "status": "accepted",
+            "requestId": command.request.request_id,
+            "graphRequestId": record.graph_request_id,
+            "idempotencyKey": command.key,
+        }
+        return HttpResult.json(202, body).stored()
+    error = M365SendError(f"idempotency key '{command.key}' failed permanently before; its problem was not kept")
+    return problem(error, request_id=command.request.request_id).stored()

@@ -1,0 +1,331 @@
+"""The send-once engine's rules, with fakes of the mailbox and the send log (no I/O).
+
+The same rules are shown end to end, through the real triggers, Azurite and the stand-ins, in
+``tests/test_fault_matrix.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from m365send.drafts import SendTag
+from m365send.errors import (
+    DependencyUnavailable,
+    LeaseLost,
+    OutcomeUnknown,
+    RecipientsRejected,
+    SendInProgress,
+)
+from m365send.models import parse_send_request
+from m365send.sendlog import Scope, SendStatus, scoped_key
+from m365send.sendonce import DeliveryMode, Failed, Replayed, SendCommand, SendOnce, Sent
+from m365send.service import EmailService
+from tests.fakes import FakeMail, FakeTokens, MemorySendLog
+
+MB = 1024 * 1024
+
+
+class Crash(BaseException):
+    """Stands for the worker process dying at this point."""
+
+
+class Parts:
+    def __init__(self, mode: DeliveryMode = DeliveryMode.STANDARD, lease: float = 300.0) -> None:
+        self.mail = FakeMail()
+        self.sends = MemorySendLog(lease=timedelta(seconds=lease))
+        self.service = EmailService(
+            tokens=FakeTokens(), mail=self.mail, default_sender="notifications@contoso.com", allowed_senders=[]
+        )
+        self.engine = SendOnce(
+            service=self.service, sends=self.sends, mode=mode, lease=timedelta(seconds=lease), record_wait=0.001
+        )
+
+    def command(self, message: dict[str, Any], key: str | None = "k", scope: Scope = Scope.HTTP) -> SendCommand:
+        return SendCommand(parse_send_request(message, request_id="r-1"), scope, key)
+
+    def deliveries(self) -> int:
+        return len(self.mail.sent)
+
+
+@pytest.fixture
+def standard() -> Parts:
+    return Parts()
+
+
+@pytest.fixture
+def verified() -> Parts:
+    return Parts(DeliveryMode.VERIFIED)
+
+
+def test_a_send_without_a_key_is_sent_and_recorded_nowhere(standard: Parts, seed_message: dict[str, Any]) -> None:
+    outcome = standard.engine.handle(standard.command(seed_message, key=None))
+
+    assert isinstance(outcome, Sent)
+    assert standard.deliveries() == 1
+    assert standard.sends.records == {}
+
+
+def test_a_repeat_of_a_sent_key_replays_the_first_answer_without_sending(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    first = standard.engine.handle(standard.command(seed_message))
+    again = standard.engine.handle(standard.command(seed_message))
+
+    assert isinstance(first, Sent)
+    assert isinstance(again, Replayed)
+    assert again.stored["body"] == first.answer().body
+    assert standard.deliveries() == 1
+
+
+def test_a_key_recorded_sent_without_its_answer_is_answered_202_and_never_resent(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    standard.engine.handle(standard.command(seed_message))
+    key = scoped_key(Scope.HTTP, "k")
+    standard.sends.records[key] = standard.sends.records[key].__class__(
+        **{**vars(standard.sends.records[key]), "answer": None}
+    )
+
+    again = standard.engine.handle(standard.command(seed_message))
+
+    assert isinstance(again, Replayed)
+    assert again.answer().status == 202
+    assert standard.deliveries() == 1
+
+
+def test_the_same_key_from_http_and_from_the_queue_are_different_keys(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    standard.engine.handle(standard.command(seed_message, key="invoice-1", scope=Scope.HTTP))
+    other = {**seed_message, "Subject": "another message"}
+
+    outcome = standard.engine.handle(standard.command(other, key="http:invoice-1", scope=Scope.QUEUE))
+
+    assert isinstance(outcome, Sent)
+    assert standard.deliveries() == 2
+
+
+def test_a_lost_answer_is_recorded_unknown_and_never_answered_as_a_plain_retry(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    standard.mail.deliver_then_fail["send_mail"] = OutcomeUnknown("504")
+
+    outcome = standard.engine.handle(standard.command(seed_message))
+
+    assert isinstance(outcome, Failed)
+    assert isinstance(outcome.error, OutcomeUnknown)
+    assert outcome.answer("r-1").status == 502
+    assert standard.sends.get(scoped_key(Scope.HTTP, "k")).status is SendStatus.UNKNOWN  # type: ignore[union-attr]
+
+
+def test_standard_delivery_resends_after_a_lost_answer_and_flags_it(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    standard.mail.deliver_then_fail["send_mail"] = OutcomeUnknown("504")
+    standard.engine.handle(standard.command(seed_message))
+
+    again = standard.engine.handle(standard.command(seed_message))
+
+    assert isinstance(again, Sent)
+    assert again.possible_duplicate
+    assert again.answer().body["possibleDuplicate"] is True
+    record = standard.sends.get(scoped_key(Scope.HTTP, "k"))
+    assert record is not None
+    assert record.possible_duplicate
+    assert record.attempts == 2
+    assert standard.deliveries() == 2  # at least once: flagged, never silent
+
+
+def test_verified_delivery_sends_every_keyed_message_as_a_tagged_draft(
+    verified: Parts, seed_message: dict[str, Any]
+) -> None:
+    outcome = verified.engine.handle(verified.command(seed_message))
+
+    assert isinstance(outcome, Sent)
+    assert verified.mail.calls == ["create_draft", "send_draft"]
+    assert verified.mail.tags() == [SendTag.for_key(scoped_key(Scope.HTTP, "k")).value]
+
+
+def test_verified_delivery_finds_a_message_sent_before_its_answer_was_lost_and_sends_nothing(
+    verified: Parts, seed_message: dict[str, Any]
+) -> None:
+    verified.mail.deliver_then_fail["send_draft"] = OutcomeUnknown("504")
+    verified.engine.handle(verified.command(seed_message))
+
+    again = verified.engine.handle(verified.command(seed_message))
+
+    assert isinstance(again, Sent)
+    assert again.found_in_mailbox
+    assert not again.possible_duplicate
+    assert verified.deliveries() == 1
+    assert verified.sends.get(scoped_key(Scope.HTTP, "k")).status is SendStatus.SENT  # type: ignore[union-attr]
+
+
+def test_verified_delivery_sends_the_draft_an_earlier_attempt_left(
+    verified: Parts, seed_message: dict[str, Any]
+) -> None:
+    verified.mail.fail["send_draft"] = Crash()  # the worker dies between creating the draft and sending it
+    with pytest.raises(Crash):
+        verified.engine.handle(verified.command(seed_message))
+    del verified.mail.fail["send_draft"]
+    [left] = verified.mail.drafts
+
+    again = verified.engine.handle(verified.command(seed_message))
+
+    assert isinstance(again, Sent)
+    assert verified.mail.calls.count("create_draft") == 1
+    assert [s["draft"] for s in verified.mail.sent] == [left]
+
+
+def test_verified_delivery_sends_afresh_when_the_mailbox_has_nothing(
+    verified: Parts, seed_message: dict[str, Any]
+) -> None:
+    verified.mail.fail["create_draft"] = OutcomeUnknown("timeout creating the draft")
+    verified.engine.handle(verified.command(seed_message))
+    del verified.mail.fail["create_draft"]
+
+    again = verified.engine.handle(verified.command(seed_message))
+
+    assert isinstance(again, Sent)
+    assert verified.mail.calls[-3:] == ["find_tagged", "create_draft", "send_draft"]
+    assert verified.deliveries() == 1
+
+
+def test_a_draft_with_uploads_is_tagged_only_once_complete(verified: Parts, seed_message: dict[str, Any]) -> None:
+    large = b"L" * (5 * MB)
+    seed_message["Attachments"] = [{"Name": "big.bin", "ContentBytes": base64.b64encode(large).decode()}]
+    tag = SendTag.for_key(scoped_key(Scope.HTTP, "k"))
+    verified.mail.fail["upload"] = DependencyUnavailable("upload broke")
+
+    verified.engine.handle(verified.command(seed_message))
+
+    # The draft was created with a partial tag (a look-up never finds it) and then deleted.
+    assert verified.mail.calls[:3] == ["create_draft", "create_upload_session", "upload"]
+    assert verified.mail.drafts == {}
+    del verified.mail.fail["upload"]
+    outcome = verified.engine.handle(verified.command(seed_message))
+    assert isinstance(outcome, Sent)
+    assert "update_draft" in verified.mail.calls
+    assert verified.mail.tags() == [tag.value]
+
+
+def test_a_record_write_that_fails_after_graph_accepted_answers_success_with_a_warning(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    standard.sends.fail["mark_sent"] = DependencyUnavailable("Table storage is unavailable")
+
+    outcome = standard.engine.handle(standard.command(seed_message))
+
+    assert isinstance(outcome, Sent)
+    assert outcome.answer().status == 202
+    assert "could not be recorded" in (outcome.warning or "")
+    assert standard.deliveries() == 1
+
+
+def test_a_permanent_refusal_is_recorded_and_replayed(standard: Parts, seed_message: dict[str, Any]) -> None:
+    standard.mail.fail["send_mail"] = RecipientsRejected("no", code="ErrorInvalidRecipients", graph_status=400)
+    first = standard.engine.handle(standard.command(seed_message))
+    del standard.mail.fail["send_mail"]
+
+    again = standard.engine.handle(standard.command(seed_message))
+
+    assert isinstance(first, Failed)
+    assert first.permanent
+    assert isinstance(again, Replayed)
+    assert again.answer().status == 400
+    assert standard.deliveries() == 0
+
+
+def test_a_transient_failure_in_standard_delivery_frees_the_key(standard: Parts, seed_message: dict[str, Any]) -> None:
+    standard.mail.fail["send_mail"] = DependencyUnavailable("throttled", retry_after=3)
+
+    outcome = standard.engine.handle(standard.command(seed_message))
+
+    assert isinstance(outcome, Failed)
+    assert outcome.retry_after == 3
+    assert standard.sends.records == {}
+
+
+def test_an_unexpected_exception_leaves_the_key_unknown_and_propagates(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    standard.mail.fail["send_mail"] = UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
+
+    with pytest.raises(UnicodeEncodeError):
+        standard.engine.handle(standard.command(seed_message))
+
+    assert standard.sends.get(scoped_key(Scope.HTTP, "k")).status is SendStatus.UNKNOWN  # type: ignore[union-attr]
+
+
+def test_a_repeat_while_the_first_attempt_sends_is_told_to_come_back_when_its_lease_ends(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    standard.sends.reserve(scoped_key(Scope.HTTP, "k"), _hash(seed_message))
+
+    outcome = standard.engine.handle(standard.command(seed_message))
+
+    assert isinstance(outcome, Failed)
+    assert isinstance(outcome.error, SendInProgress)
+    assert outcome.answer("r-1").status == 503
+    assert 290 < (outcome.retry_after or 0) <= 301
+
+
+def test_the_lease_is_renewed_while_a_slow_send_runs(seed_message: dict[str, Any]) -> None:
+    parts = Parts(lease=0.3)
+    slow = parts.mail.send_mail
+
+    def send_mail(**kwargs: Any) -> Any:
+        time.sleep(1.0)  # more than three leases
+        return slow(**kwargs)
+
+    parts.mail.send_mail = send_mail  # type: ignore[method-assign]
+    first = threading.Thread(target=parts.engine.handle, args=(parts.command(seed_message),))
+    first.start()
+    time.sleep(0.6)
+
+    concurrent = parts.engine.handle(parts.command(seed_message))
+    first.join()
+
+    assert isinstance(concurrent, Failed)
+    assert isinstance(concurrent.error, SendInProgress)
+    assert parts.deliveries() == 1
+
+
+def test_an_attempt_whose_lease_was_taken_over_stops_before_its_next_graph_step(
+    verified: Parts, seed_message: dict[str, Any]
+) -> None:
+    seed_message["Attachments"] = [{"Name": "big.bin", "ContentBytes": base64.b64encode(b"L" * (4 * MB)).decode()}]
+    real_upload = verified.mail.upload
+
+    def upload(session: Any, content: Any, *, guard: Any = None) -> None:
+        # Another attempt takes the key over while this one uploads.
+        key = scoped_key(Scope.HTTP, "k")
+        record = verified.sends.records[key]
+        verified.sends.records[key] = record.__class__(**{**vars(record), "etag": "someone-else"})
+        verified.sends.fail["renew"] = LeaseLost()
+        time.sleep(0.05)
+        real_upload(session, content, guard=guard)
+
+    verified.mail.upload = upload  # type: ignore[method-assign]
+    verified.engine = SendOnce(
+        service=verified.service, sends=verified.sends, mode=DeliveryMode.VERIFIED, lease=timedelta(seconds=0.03)
+    )
+
+    outcome = verified.engine.handle(verified.command(seed_message))
+
+    assert isinstance(outcome, Failed)
+    assert isinstance(outcome.error, LeaseLost)
+    assert "send_draft" not in verified.mail.calls
+    assert verified.deliveries() == 0
+
+
+def _hash(message: dict[str, Any]) -> str:
+    from m365send.envelope import payload_hash
+
+    return payload_hash(parse_send_request(message, request_id="r-1"))
