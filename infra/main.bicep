@@ -52,6 +52,9 @@ param mailboxConcurrency int = 4
 param mailboxRate int = 10000
 param mailboxWindowSeconds int = 600
 param sendLeaseSeconds int = 300
+@description('standard: at most once per key, a lost Graph answer resent and flagged; verified: exactly once, through tagged drafts (needs Mail.ReadWrite).')
+@allowed(['standard', 'verified'])
+param deliveryMode string = 'standard'
 param idempotencyHours int = 168
 param queueMaxAttempts int = 12
 param queueRetryBaseSeconds int = 30
@@ -209,6 +212,7 @@ module function 'app/function.bicep' = {
       M365_QUEUE_NAME: queueName
       M365_SEND_TABLE: sendTableName
       M365_SEND_LEASE_SECONDS: string(sendLeaseSeconds)
+      M365_DELIVERY_MODE: deliveryMode
       M365_IDEMPOTENCY_HOURS: string(idempotencyHours)
       M365_QUEUE_MAX_ATTEMPTS: string(queueMaxAttempts)
       M365_QUEUE_RETRY_BASE_SECONDS: string(queueRetryBaseSeconds)

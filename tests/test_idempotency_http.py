@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on POST /api/send: replay the first answer, 409 on conflict or while in flight."""
+"""``Idempotency-Key`` on POST /api/send: replay the first answer, 409 on conflict, 503 while in flight."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_a_different_message_under_the_same_key_is_409_and_not_sent(
     assert len(cloud.graph.sent) == 1
 
 
-def test_a_repeat_while_the_first_is_still_sending_is_409_with_retry_after(
+def test_a_repeat_while_the_first_is_still_sending_is_503_with_retry_after_so_power_automate_retries(
     api: SendApi, cloud: LocalCloud, seed_message: dict[str, Any]
 ) -> None:
     api.post(seed_message)  # warm the worker: token and secret cached
@@ -67,7 +67,7 @@ def test_a_repeat_while_the_first_is_still_sending_is_409_with_retry_after(
     concurrent = api.post(seed_message, headers={"Idempotency-Key": "k"})
     first.join()
 
-    assert concurrent.status == 409
+    assert concurrent.status == 503
     assert concurrent.body["type"] == "urn:m365send:problem:idempotency-key-in-flight"
     assert "Retry-After" in concurrent.headers
     assert answers[0].status == 202
@@ -90,7 +90,7 @@ def test_a_transient_failure_frees_the_key_for_a_retry(
     configure: Configure, storage_settings: dict[str, str], cloud: LocalCloud, seed_message: dict[str, Any]
 ) -> None:
     api = configure(**storage_settings, M365_GRAPH_MAX_ATTEMPTS="1")
-    cloud.graph.inject(Fault(503))
+    cloud.graph.inject(Fault(503, retry_after="1"))
     first = api.post(seed_message, headers={"Idempotency-Key": "k"})
 
     again = api.post(seed_message, headers={"Idempotency-Key": "k"})

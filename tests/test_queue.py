@@ -19,6 +19,7 @@ import function_app
 from m365send import cli
 from m365send.errors import PayloadTooLarge, RequestInvalid
 from m365send.outbox import OutboxProcessor
+from m365send.sendlog import Scope, scoped_key
 from m365send.tables import TableSendLog
 from standins.cloud import CLIENT_SECRET_NAME, SENDER, LocalCloud
 from standins.graph import Fault
@@ -65,7 +66,7 @@ def test_the_same_message_delivered_twice_is_sent_once(
 
     assert len(cloud.graph.sent) == 1
     assert dead_letters() == []
-    record = function_app.current_worker().sends().get("invoice-42")
+    record = function_app.current_worker().sends().get(scoped_key(Scope.QUEUE, "invoice-42"))
     assert record is not None
     assert record.status == "sent"
 
@@ -211,14 +212,16 @@ def test_crash_before_the_graph_call_ends_in_exactly_one_send(
     real_send = service.send
     crashes = iter([True])
     monkeypatch.setattr(
-        service, "send", lambda r: (_ for _ in ()).throw(Crash()) if next(crashes, False) else real_send(r)
+        service,
+        "send",
+        lambda r, **kw: (_ for _ in ()).throw(Crash()) if next(crashes, False) else real_send(r, **kw),
     )
 
     host.drain()
 
     assert len(cloud.graph.sent) == 1
     assert isinstance(host.failures[0], Crash)
-    record = function_app.current_worker().sends().get("k")
+    record = function_app.current_worker().sends().get(scoped_key(Scope.QUEUE, "k"))
     assert record is not None
     assert record.status == "sent"
 
@@ -247,7 +250,7 @@ def test_crash_after_graph_accepted_resends_once_and_flags_it(
 
     # At-least-once: the message may go out twice, but the second send is flagged, never silent.
     assert len(cloud.graph.sent) == 2
-    record = function_app.current_worker().sends().get("k")
+    record = function_app.current_worker().sends().get(scoped_key(Scope.QUEUE, "k"))
     assert record is not None
     assert record.status == "sent"
     assert record.possible_duplicate

@@ -123,7 +123,7 @@ def test_sender_may_be_given_as_object_id(
 def test_throttled_send_is_retried_after_retry_after_and_sent_once(
     api: SendApi, cloud: LocalCloud, seed_message: dict[str, Any]
 ) -> None:
-    cloud.graph.inject(Fault(429, retry_after="1"), Fault(503))
+    cloud.graph.inject(Fault(429, retry_after="1"), Fault(503, retry_after="1"))
 
     answer = api.post(seed_message)
 

@@ -61,10 +61,36 @@ def test_every_attempt_of_a_key_shares_one_client_request_id(seed_message: dict[
     queued = parse_queue_message(json.dumps({"id": "k", "message": seed_message}).encode(), queue_message_id="q")
 
     assert queued.request.request_id == idempotency_request_id("k")
-    requeued = parse_queue_message(queued.envelope_json(attempt=3).encode(), queue_message_id="other")
+    requeued = parse_queue_message(queued.handback(attempt=3), queue_message_id="other")
     assert requeued.request.request_id == queued.request.request_id
     assert requeued.attempt == 3
     assert requeued.payload_hash == queued.payload_hash
+
+
+def test_a_hand_back_carries_the_producers_bytes_untouched_and_grows_by_a_few_dozen_bytes(
+    seed_message: dict[str, Any],
+) -> None:
+    # Escapes and defaults that a re-serialisation would have changed.
+    seed_message["Subject"] = "Caf\u00e9 \u2603 </script>"
+    seed_message["To"] = [{"Address": f"r{n}@fabrikam.com"} for n in range(400)]
+    original = json.dumps({"id": "k", "message": seed_message}, indent=1).encode()
+    queued = parse_queue_message(original, queue_message_id="q")
+
+    handed = parse_queue_message(queued.handback(attempt=11), queue_message_id="other")
+
+    assert handed.original == original
+    assert handed.attempt == 11
+    assert len(queued.handback(attempt=11)) - len(original) < 64
+    assert handed.handback(attempt=12) == queued.handback(attempt=12)
+
+
+def test_a_handed_back_bare_message_keeps_its_first_queue_message_id_as_key(seed_message: dict[str, Any]) -> None:
+    queued = parse_queue_message(json.dumps(seed_message).encode(), queue_message_id="first-id")
+
+    handed = parse_queue_message(queued.handback(attempt=1), queue_message_id="second-id")
+
+    assert handed.key == "first-id"
+    assert key_of(queued.handback(attempt=1), queue_message_id="second-id") == "first-id"
 
 
 def test_unknown_envelope_field_is_named(seed_message: dict[str, Any]) -> None:
