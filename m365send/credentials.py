@@ -8,9 +8,31 @@ from typing import Protocol
 
 from m365send.certificates import load_pfx
 from m365send.errors import CredentialError
-from m365send.keyvault import Secret, SecretSource
 
-__all__ = ["AppCredential", "AppCredentialSource", "VaultCertificate", "VaultClientSecret"]
+__all__ = ["AppCredential", "AppCredentialSource", "Secret", "SecretSource", "VaultCertificate", "VaultClientSecret"]
+
+
+@dataclass(frozen=True)
+class Secret:
+    """One version of one secret. ``value`` never appears in ``repr``."""
+
+    name: str
+    version: str
+    value: str = field(repr=False)
+    content_type: str | None = None
+    expires_on: datetime | None = None
+
+
+class SecretSource(Protocol):
+    """Where the app registration's secret or certificate comes from."""
+
+    def get(self, name: str) -> Secret:
+        """The current value of secret ``name``, possibly cached."""
+        ...
+
+    def invalidate(self, name: str) -> None:
+        """Forget the cached value so the next ``get`` reads the vault again."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -19,35 +16,13 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
+from m365send.credentials import Secret, SecretSource
 from m365send.errors import CredentialError, DependencyUnavailable, KeyVaultAccessDenied, SecretNotFound
 from m365send.telemetry import KEY_VAULT_READS
 
 __all__ = ["KeyVaultSecrets", "Secret", "SecretSource"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Secret:
-    """One version of one secret. ``value`` never appears in ``repr``."""
-
-    name: str
-    version: str
-    value: str = field(repr=False)
-    content_type: str | None = None
-    expires_on: datetime | None = None
-
-
-class SecretSource(Protocol):
-    """Where the app registration's secret or certificate comes from."""
-
-    def get(self, name: str) -> Secret:
-        """The current value of secret ``name``, possibly cached."""
-        ...
-
-    def invalidate(self, name: str) -> None:
-        """Forget the cached value so the next ``get`` reads the vault again."""
-        ...
 
 
 class KeyVaultSecrets:

@@ -191,6 +191,16 @@ class GraphStandIn:
         self.mailboxes.append(mailbox)
         return mailbox
 
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no request is being processed (one whose caller gave up may still be)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not any(self._in_flight.values()):
+                    return
+            time.sleep(0.02)
+        raise AssertionError("the Graph stand-in is still busy")
+
     def inject(self, *faults: Fault) -> None:
         """Answer the next requests with these faults, in order."""
         with self._lock:

@@ -103,7 +103,7 @@ def connection_dropped_after_delivery(world: World, _: pytest.MonkeyPatch) -> No
 
 
 def timeout_after_delivery(world: World, _: pytest.MonkeyPatch) -> None:
-    world.cloud.graph.inject(Fault(504, after=True, delay=2.5, on=world.send_on()))  # M365_HTTP_TIMEOUT is 1 s
+    world.cloud.graph.inject(Fault(504, after=True, delay=3.5, on=world.send_on()))  # M365_HTTP_TIMEOUT is 3 s
 
 
 def draft_creation_answer_lost(world: World, _: pytest.MonkeyPatch) -> None:
@@ -258,7 +258,7 @@ def world_for(
         api = configure(
             **storage_settings,
             M365_DELIVERY_MODE=mode,
-            M365_HTTP_TIMEOUT="1",
+            M365_HTTP_TIMEOUT="3",
             M365_GRAPH_MAX_ATTEMPTS="2",
             M365_GRAPH_MAX_RETRY_WAIT="1",
         )
@@ -301,6 +301,7 @@ def test_the_delivery_promise_holds_under_the_fault(
         caller = f"sent {len(world.cloud.graph.sent)}, dead letters {len(letters)}, poisoned {host.poisoned()}"
         assert host.waiting() == 0  # no loop: the message ended
 
+    world.cloud.graph.wait_idle()
     record = _record()
     deliveries = len(world.cloud.graph.sent)
     row = Row(
