@@ -121,9 +121,14 @@ def _unwrap(decoded: Any, body: bytes) -> tuple[Any, bytes, int, str | None]:
     key = header.get("key") if isinstance(header, dict) else None
     if not isinstance(attempt, int) or attempt < 0 or not isinstance(key, str) or not key:
         raise _invalid("handback", "the hand-back header must hold a non-negative attempt and a key")
-    # The original sits verbatim between the header and the closing brace (see ``QueuedSend.handback``).
-    start = body.index(b',"original":') + len(b',"original":')
-    return decoded["original"], body[start : body.rindex(b"}")], attempt, key
+    # The original sits verbatim between the header and the closing brace (see ``QueuedSend.handback``);
+    # a wrapper written some other way (by hand, say) gives its original re-serialised.
+    ours = body.startswith(b'{"' + _HANDBACK.encode() + b'":')
+    marker = body.find(b',"original":') if ours else -1
+    original = body[marker + len(b',"original":') : body.rindex(b"}")] if marker >= 0 else b""
+    if marker < 0 or not original.strip():
+        original = json.dumps(decoded["original"]).encode()
+    return decoded["original"], original, attempt, key
 
 
 def idempotency_request_id(key: str) -> str:

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+import function_app
 from m365send import cli
+from m365send.sendlog import Scope, scoped_key
 from m365send.wiring import Worker
 from standins.cloud import CLIENT_SECRET_NAME, SENDER, LocalCloud
 from standins.queue_host import QueueHost
@@ -211,3 +213,60 @@ def test_python_dash_m_runs_the_same_command(cloud: LocalCloud) -> None:
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["ok"] is True
+
+
+def test_send_with_a_key_sends_once_and_a_repeat_says_so(
+    run: Run, cloud: LocalCloud, storage_settings: dict[str, str]
+) -> None:
+    flags = ("send", "--to", "ann@fabrikam.com", "--subject", "Hi", "--body", "Hello", "--key", "cli-1")
+
+    first = run(*flags, **storage_settings)
+    again = run(*flags, **storage_settings)
+
+    assert first[0] == again[0] == 0
+    assert "already sent under key cli-1" in again[2]
+    assert len(cloud.graph.sent) == 1
+
+
+def test_a_send_key_is_the_http_idempotency_key(
+    run: Run,
+    configure: Configure,
+    cloud: LocalCloud,
+    storage_settings: dict[str, str],
+    seed_message: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    api = configure(**storage_settings)
+    assert api.post(seed_message, headers={"Idempotency-Key": "shared-1"}).status == 202
+    message = tmp_path / "message.json"
+    message.write_text(json.dumps(seed_message), encoding="utf-8")
+
+    code, _, err = run("send", str(message), "--key", "shared-1", **storage_settings)
+
+    assert code == 0
+    assert "not sent again" in err
+    assert len(cloud.graph.sent) == 1
+
+
+def test_poisoned_messages_are_listed_and_replayed_with_their_key(
+    queue_host: Any, cloud: LocalCloud, seed_message: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    host: QueueHost = queue_host()
+    worker = function_app.current_worker()
+    # A message the host gave up on (as after maxDequeueCount failures), handed back once by m365send before.
+    poison = worker.storage().outbox.poison()
+    poison.create_queue()
+    handed_back = json.dumps({"m365send": {"attempt": 4, "key": "poisoned-1"}, "original": seed_message})
+    poison.requeue(handed_back.encode(), delay=0)
+
+    assert cli.main(["poison", "list", "--json"], worker=worker) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["key"] == "poisoned-1"
+    assert cli.main(["poison", "replay", listed["id"]], worker=worker) == 0
+    host.drain()
+
+    assert len(cloud.graph.sent) == 1
+    assert poison.peek() == []
+    record = worker.sends().get(scoped_key(Scope.QUEUE, "poisoned-1"))
+    assert record is not None
+    assert record.attempts == 1  # replayed with its attempt count reset, under the same key

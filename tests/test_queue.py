@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ from m365send.tables import TableSendLog
 from standins.cloud import CLIENT_SECRET_NAME, SENDER, LocalCloud
 from standins.graph import Fault
 from standins.queue_host import QueueHost
-from tests.conftest import AttachmentStore
+from tests.conftest import AttachmentStore, SendApi
 
 Host = Callable[..., QueueHost]
 SEND_PATH = f"/v1.0/users/{SENDER}/sendMail"
@@ -395,3 +396,70 @@ def test_a_queued_message_whose_blob_is_missing_is_dead_lettered_naming_the_blob
     assert letter.problem["type"] == "urn:m365send:problem:attachment-not-found"
     assert letter.problem["errors"][0]["field"] == "Attachments[0].Blob"
     assert cloud.graph.sent == []
+
+
+# --- the bound, the key namespaces, the queue's size limit (send-once rules) -----------------------
+
+
+def test_a_key_stuck_in_flight_ends_as_an_exhausted_dead_letter_not_a_loop(
+    queue_host: Host, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    host = queue_host(M365_QUEUE_MAX_ATTEMPTS="4", M365_SEND_LEASE_SECONDS="0.3")
+    sends = function_app.current_worker().sends()
+    from m365send.envelope import payload_hash
+    from m365send.models import parse_send_request
+
+    # Another attempt holds the key and keeps renewing it for the whole test (a stuck sender).
+    held = sends.reserve(scoped_key(Scope.QUEUE, "stuck"), payload_hash(parse_send_request(seed_message)))
+    stop = threading.Event()
+
+    def keep_renewing() -> None:
+        current = held
+        while not stop.wait(0.05):
+            current = sends.renew(current)
+
+    renewer = threading.Thread(target=keep_renewing)
+    renewer.start()
+    try:
+        host.producer.enqueue(seed_message, key="stuck")
+        host.drain(timeout=30)
+    finally:
+        stop.set()
+        renewer.join()
+
+    [letter] = dead_letters()
+    assert letter.kind == "exhausted"
+    assert cloud.graph.sent == []
+    assert host.poisoned() == 0
+
+
+def test_an_http_key_and_a_queue_id_spelled_like_it_never_collide(
+    queue_host: Host, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    host = queue_host()
+    api = SendApi()
+    assert api.post(seed_message, headers={"Idempotency-Key": "invoice-1"}).status == 202
+
+    host.producer.enqueue({**seed_message, "Subject": "another message"}, key="http:invoice-1")
+    host.drain()
+
+    assert [s.message["subject"] for s in cloud.graph.sent] == ["Example email subject", "another message"]
+    assert dead_letters() == []
+
+
+def test_a_message_just_under_the_queue_limit_is_handed_back_whole_and_sent_later(
+    queue_host: Host, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    host = queue_host(M365_GRAPH_MAX_ATTEMPTS="1")
+    seed_message["To"] = [{"Address": f"recipient.number{n:04d}@fabrikam.com"} for n in range(950)]
+    key = host.producer.enqueue(seed_message, key="big-1")  # the producer leaves room for the hand-back
+    [first] = host.queue.peek_messages()
+    assert len(first.content) > 60_000
+    cloud.graph.inject(Fault(429, retry_after="1"))
+
+    host.drain(timeout=30)
+
+    assert len(cloud.graph.sent) == 1
+    assert host.poisoned() == 0
+    assert dead_letters() == []
+    assert key == "big-1"
