@@ -1,7 +1,8 @@
 """Benchmarks: cold start and per-send CPU next to the Microsoft Graph SDK, throughput at Graph's
-mailbox limits, token / Key Vault economy, and memory sending a large attachment. Prints tables.
+mailbox limits, token / Key Vault economy, memory sending a large attachment, and what verified
+delivery costs per send. Prints tables.
 
-    ./bench/run            # or: python -m bench.bench --runs 5 --sends 500; --only send|memory
+    ./bench/run            # or: python -m bench.bench --runs 5 --sends 500; --only send|memory|delivery
 
 Every measured process is fresh; the stand-ins run in a process of their own, so their CPU is not
 counted. Wall times include the Python interpreter's own start.
@@ -73,10 +74,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000, help="queue messages for the throughput run")
     parser.add_argument("--economy-sends", type=int, default=10_000, help="sends over the simulated 3 hours")
     parser.add_argument("--attachment-mb", type=int, default=100, help="size of the blob attachment for table 5")
+    parser.add_argument("--delivery-sends", type=int, default=200, help="keyed sends per row of table 6")
     parser.add_argument(
         "--only",
-        choices=["send", "memory"],
-        help="send: tables 1-4 (cold start, CPU, throughput, economy); memory: table 5; default: all",
+        choices=["send", "memory", "delivery"],
+        help="send: tables 1-4 (cold start, CPU, throughput, economy); memory: table 5; delivery: table 6 "
+        "(verified delivery's cost); default: all",
     )
     args = parser.parse_args()
     print(
@@ -84,12 +87,15 @@ def main() -> None:
         f"{platform.platform()}\n"
     )
 
-    if args.only != "memory":
+    if args.only in (None, "send"):
         send_tables(args)
-    if args.only != "send":
+    if args.only in (None, "memory"):
         from bench.memory import measure, report
 
         print(report(measure(args.attachment_mb)))
+    if args.only in (None, "delivery"):
+        # A fresh process of its own: it imports function_app and runs Azurite and the stand-ins.
+        subprocess.run([sys.executable, "-m", "bench.delivery", str(args.delivery_sends)], check=True, timeout=1200)
 
 
 def send_tables(args: argparse.Namespace) -> None:

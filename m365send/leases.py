@@ -107,10 +107,13 @@ class LeaseRenewer:
     def _run(self) -> None:
         while True:
             with self._changed:
+                if not self._held:
+                    self._changed.wait()  # idle until a send holds a lease
+                    continue
                 now = self._clock()
                 due = [h for h in self._held if h.due <= now]
                 if not due:
-                    nearest = min((h.due for h in self._held), default=now + self.interval)
+                    nearest = min(h.due for h in self._held)
                     self._changed.wait(timeout=max((nearest - now).total_seconds(), 0.01))
                     continue
             for held in due:

@@ -126,11 +126,12 @@ def _problem_responses() -> dict[str, Any]:
         "400": "The message is not valid, or Graph refused a recipient",
         "403": "Not allowed to send as this mailbox",
         "404": "The sending mailbox does not exist",
-        "409": "The idempotency key was used for another message, or is in use",
+        "409": "The idempotency key was used for another message",
         "413": "The message is larger than Graph accepts",
+        "422": "Microsoft Graph refused the email",
         "500": "The service is misconfigured or its Microsoft 365 credential cannot be used",
-        "502": "Microsoft Graph refused the email",
-        "503": "A dependency is unavailable: try again after Retry-After",
+        "502": "Microsoft Graph's answer was lost: repeat with the same Idempotency-Key",
+        "503": "Busy or unavailable (the key in use, or a dependency down): try again after Retry-After",
     }
     return {code: {"description": text, "schema": {"$ref": "#/definitions/Problem"}} for code, text in meanings.items()}
 

@@ -174,9 +174,9 @@ class EmailService:
             return self._accepted(request, mailbox, receipt)
 
     def find_tagged(self, request: SendRequest, tag: SendTag) -> list[TaggedMessage]:
-        """The request's mailbox's messages (drafts and sent items) that carry ``tag``."""
+        """The request's mailbox's messages (drafts and sent items) that carry ``tag``; the sender is checked first."""
         return self._mail.find_tagged(
-            mailbox=request.sender or self._default_sender,
+            mailbox=self.check_sender(request),
             property_id=TAG_PROPERTY_ID,
             value=tag.value,
             token=self._tokens.token(),
