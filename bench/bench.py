@@ -74,11 +74,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000, help="queue messages for the throughput run")
     parser.add_argument("--economy-sends", type=int, default=10_000, help="sends over the simulated 3 hours")
     parser.add_argument("--attachment-mb", type=int, default=100, help="size of the blob attachment for table 5")
+    parser.add_argument("--body-mb", type=int, default=100, help="size of the request body for table 5b")
     parser.add_argument("--delivery-sends", type=int, default=200, help="keyed sends per row of table 6")
     parser.add_argument(
         "--only",
         choices=["send", "memory", "delivery"],
-        help="send: tables 1-4 (cold start, CPU, throughput, economy); memory: table 5; delivery: table 6 "
+        help="send: tables 1-4 (cold start, CPU, throughput, economy); memory: tables 5 and 5b; delivery: table 6 "
         "(verified delivery's cost); default: all",
     )
     args = parser.parse_args()
@@ -90,9 +91,11 @@ def main() -> None:
     if args.only in (None, "send"):
         send_tables(args)
     if args.only in (None, "memory"):
+        from bench import body_memory
         from bench.memory import measure, report
 
         print(report(measure(args.attachment_mb)))
+        print(body_memory.report(body_memory.measure(args.body_mb)))
     if args.only in (None, "delivery"):
         # A fresh process of its own: it imports function_app and runs Azurite and the stand-ins.
         subprocess.run([sys.executable, "-m", "bench.delivery", str(args.delivery_sends)], check=True, timeout=1200)

@@ -43,6 +43,8 @@ param attachmentContainerName string = 'attachments'
 @description('Most that all attachments of one message may add up to, in MB. Exchange Online mailboxes default to 35 MB; set this to your tenant\'s limit.')
 param messageMaxMb int = 150
 param secretCacheSeconds int = 3600
+@description('How long a cached credential is still used while Key Vault is unavailable.')
+param secretMaxStaleSeconds int = 86400
 param graphMaxAttempts int = 4
 param graphMaxRetryWaitSeconds int = 30
 param httpTimeoutSeconds int = 30
@@ -203,6 +205,7 @@ module function 'app/function.bicep' = {
       M365_AUTHORITY_HOST: authorityHost
       GRAPH_BASE_URL: graphBaseUrl
       M365_SECRET_CACHE_SECONDS: string(secretCacheSeconds)
+      M365_SECRET_MAX_STALE_SECONDS: string(secretMaxStaleSeconds)
       M365_GRAPH_MAX_ATTEMPTS: string(graphMaxAttempts)
       M365_GRAPH_MAX_RETRY_WAIT: string(graphMaxRetryWaitSeconds)
       M365_HTTP_TIMEOUT: string(httpTimeoutSeconds)

@@ -71,7 +71,9 @@ class Content(Protocol):
 
 def decoded_size(encoded: str) -> int:
     """Bytes that valid, unwrapped base64 ``encoded`` decodes to."""
-    return len(encoded) * 3 // 4 - (len(encoded) - len(encoded.rstrip("=")))
+    # Not rstrip("="): that copies the whole string (100 MB for a large attachment) on every call.
+    padding = 2 if encoded.endswith("==") else 1 if encoded.endswith("=") else 0
+    return len(encoded) * 3 // 4 - padding
 
 
 @dataclass(frozen=True)

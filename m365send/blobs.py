@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
 
-from m365send.errors import AttachmentAccessDenied, AttachmentNotFound, DependencyUnavailable, M365SendError
+from m365send.azure_errors import azure_errors
+from m365send.errors import AttachmentAccessDenied, AttachmentNotFound, DependencyUnavailable
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobServiceClient
@@ -28,18 +23,16 @@ if TYPE_CHECKING:
 __all__ = ["BlobAttachments", "StoredBlob"]
 
 
-def _error(exc: AzureError, field: str, what: str) -> M365SendError:
-    if isinstance(exc, ResourceNotFoundError):
-        return AttachmentNotFound(field, f"{what} does not exist (or its container does not)")
-    status = getattr(exc, "status_code", None)
-    if isinstance(exc, ClientAuthenticationError) or (isinstance(exc, HttpResponseError) and status in (401, 403)):
-        return AttachmentAccessDenied(
-            field,
-            f"the app's identity may not read {what}: it needs Storage Blob Data Reader on the container",
-        )
-    if isinstance(exc, ResourceModifiedError):
-        return DependencyUnavailable(f"{what} changed while it was being attached; the send can be retried")
-    return DependencyUnavailable(f"Blob storage is unavailable ({type(exc).__name__}) reading {what}")
+def _blob_errors(field: str, what: str) -> AbstractContextManager[None]:
+    """The blob adapter's meanings of the Azure SDK's errors (``m365send.azure_errors``)."""
+    return azure_errors(
+        f"Blob storage reading {what}",
+        not_found=lambda: AttachmentNotFound(field, f"{what} does not exist (or its container does not)"),
+        denied=lambda: AttachmentAccessDenied(
+            field, f"the app's identity may not read {what}: it needs Storage Blob Data Reader on the container"
+        ),
+        modified=lambda: DependencyUnavailable(f"{what} changed while it was being attached; the send can be retried"),
+    )
 
 
 class StoredBlob:
@@ -64,12 +57,10 @@ class StoredBlob:
 
     def read(self, offset: int, length: int) -> bytes:
         """One ranged GET; ``DependencyUnavailable`` if the blob changed since it was opened."""
-        try:
+        with _blob_errors(self._field, f"blob '{self._client.container_name}/{self._client.blob_name}'"):
             return self._client.download_blob(
                 offset=offset, length=length, etag=self._etag, match_condition=MatchConditions.IfNotModified
             ).readall()
-        except AzureError as exc:
-            raise _error(exc, self._field, f"blob '{self._client.container_name}/{self._client.blob_name}'") from None
 
 
 class BlobAttachments:
@@ -94,10 +85,8 @@ class BlobAttachments:
     def open(self, container: str, name: str, *, field: str) -> StoredBlob:
         """Look the blob up (one HEAD request); its bytes are read later, range by range."""
         client = self._service(container).get_blob_client(container, name)
-        try:
+        with _blob_errors(field, f"blob '{container}/{name}'"):
             properties = client.get_blob_properties()
-        except AzureError as exc:
-            raise _error(exc, field, f"blob '{container}/{name}'") from None
         return StoredBlob(
             client,
             size=int(properties.size),

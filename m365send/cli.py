@@ -22,7 +22,7 @@ from m365send.attachments import chunk_ranges
 from m365send.envelope import key_of, replayable
 from m365send.errors import M365SendError, SenderNotAllowed, outcome_of
 from m365send.graph_message import attachment_item, file_attachment, graph_message, send_mail_body
-from m365send.models import SendRequest, parse_send_request
+from m365send.models import SendRequest, fold_address, parse_send_request
 from m365send.sendlog import Scope, SendStatus, scoped_key
 from m365send.sendonce import Failed, SendCommand, Sent
 from m365send.service import SendPlan
@@ -235,7 +235,10 @@ def _send(worker: Worker, args: argparse.Namespace) -> int:
 def _enqueue(worker: Worker, args: argparse.Namespace) -> int:
     settings = worker.settings()
     message = _message(args, lambda: settings.sender)
-    key = worker.storage().outbox.enqueue(message, key=args.key, sender=args.sender)
+    outbox = worker.storage().outbox
+    if args.create_queue:
+        outbox.create_queue()
+    key = outbox.enqueue(message, key=args.key, sender=args.sender)
     _print(
         args,
         {"status": "enqueued", "key": key, "queue": settings.queue_name},
@@ -287,7 +290,7 @@ def _check(worker: Worker, args: argparse.Namespace) -> int:
         sender = args.sender or settings.sender
 
         def allowed() -> str:
-            if sender.casefold() not in settings.senders:
+            if fold_address(sender) not in settings.senders:
                 raise SenderNotAllowed(f"'{sender}' is not in M365_SENDER or M365_ALLOWED_SENDERS")
             return f"may send as {sender}"
 
@@ -348,6 +351,9 @@ def _parser() -> argparse.ArgumentParser:
     enqueue = commands.add_parser("enqueue", help="put a message on the outbox queue")
     _message_arguments(enqueue)
     enqueue.add_argument("--key", help="idempotency key (default: a new GUID)")
+    enqueue.add_argument(
+        "--create-queue", action="store_true", help="create the queue first if it does not exist (local storage)"
+    )
     enqueue.set_defaults(run=_enqueue)
     dead = commands.add_parser("deadletters", help="list, show and replay outbox messages that were set aside")
     actions = dead.add_subparsers(dest="action", required=True)

@@ -25,9 +25,10 @@ from datetime import datetime
 from typing import Any
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase64EncodePolicy
 
+from m365send.azure_errors import azure_errors
 from m365send.envelope import MAX_KEY_LENGTH, MAX_QUEUE_MESSAGE, encoded_size, handback_size
 from m365send.errors import DependencyUnavailable, FieldProblem, PayloadTooLarge, RequestInvalid
 from m365send.models import parse_send_request
@@ -70,31 +71,29 @@ class OutboxClient:
 
     def peek(self, *, limit: int = 32) -> list[PeekedMessage]:
         """Up to 32 messages from the front of the queue, without taking them (none if the queue does not exist)."""
-        try:
-            return [
-                PeekedMessage(str(m.id), bytes(m.content), int(m.dequeue_count or 0), m.inserted_on)
-                for m in self._queue.peek_messages(max_messages=min(limit, 32))
-            ]
-        except ResourceNotFoundError:
-            return []
-        except AzureError as exc:
-            raise DependencyUnavailable(f"the queue {self.queue_name} is unavailable: {type(exc).__name__}") from None
+        with azure_errors(f"the queue {self.queue_name}"):
+            try:
+                return [
+                    PeekedMessage(str(m.id), bytes(m.content), int(m.dequeue_count or 0), m.inserted_on)
+                    for m in self._queue.peek_messages(max_messages=min(limit, 32))
+                ]
+            except ResourceNotFoundError:
+                return []
 
     def move_to(self, target: OutboxClient, *, body_for: Callable[[bytes], bytes], only: str | None = None) -> int:
         """Move messages (``only`` one id, else all visible) to ``target``, rewritten by ``body_for``; how many."""
         moved = 0
-        try:
-            for message in self._queue.receive_messages(messages_per_page=32, visibility_timeout=60):
-                if only is not None and message.id != only:
-                    self._queue.update_message(message, visibility_timeout=0)
-                    continue
-                target.requeue(body_for(bytes(message.content)), delay=0)
-                self._queue.delete_message(message)
-                moved += 1
-        except ResourceNotFoundError:
-            return moved
-        except AzureError as exc:
-            raise DependencyUnavailable(f"the queue {self.queue_name} is unavailable: {type(exc).__name__}") from None
+        with azure_errors(f"the queue {self.queue_name}"):
+            try:
+                for message in self._queue.receive_messages(messages_per_page=32, visibility_timeout=60):
+                    if only is not None and message.id != only:
+                        self._queue.update_message(message, visibility_timeout=0)
+                        continue
+                    target.requeue(body_for(bytes(message.content)), delay=0)
+                    self._queue.delete_message(message)
+                    moved += 1
+            except ResourceNotFoundError:
+                return moved
         return moved
 
     @classmethod
@@ -117,7 +116,7 @@ class OutboxClient:
 
     def create_queue(self) -> None:
         """Create the queue if it does not exist (local development; Bicep creates it in Azure)."""
-        with contextlib.suppress(ResourceExistsError):
+        with azure_errors(f"the queue {self.queue_name}"), contextlib.suppress(ResourceExistsError):
             self._queue.create_queue()
 
     def enqueue(
@@ -155,7 +154,8 @@ class OutboxClient:
         self._send(body, delay=delay)
 
     def _send(self, body: bytes, *, delay: float | None) -> None:
-        try:
+        not_there = (
+            f"the queue {self.queue_name} does not exist: create it (m365send enqueue --create-queue, or the Bicep)"
+        )
+        with azure_errors(f"the queue {self.queue_name}", not_found=lambda: DependencyUnavailable(not_there)):
             self._queue.send_message(body.decode(), visibility_timeout=math.ceil(delay) if delay else None)
-        except AzureError as exc:
-            raise DependencyUnavailable(f"the outbox queue is unavailable: {type(exc).__name__}") from None

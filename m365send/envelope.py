@@ -18,13 +18,13 @@ import hashlib
 import json
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from m365send.errors import FieldProblem, RequestInvalid
-from m365send.models import SendRequest, parse_send_request
+from m365send.models import SendRequest, parse_send_request, structure_problem
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -184,6 +184,9 @@ def replayable(body: bytes, *, key: str) -> bytes:
 def parse_queue_message(body: bytes, *, queue_message_id: str) -> QueuedSend:
     """Decode and validate a queue message; ``RequestInvalid`` names what is wrong."""
     decoded, original, attempt, kept_key = _unwrap(_decode(body), body)
+    problem = structure_problem(decoded)
+    if problem is not None:
+        raise RequestInvalid([replace(problem, field=f"QueueMessage.{problem.field}")])
     if not isinstance(decoded, dict):
         raise _invalid("type", "the queue message must be a JSON object (an envelope or an email message)")
     if "message" not in decoded:  # a bare EmailMessage: it has no "message" key

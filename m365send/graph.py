@@ -55,6 +55,22 @@ __all__ = ["GraphMailClient", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
+
+class _RedactQueries(logging.Filter):
+    """httpx logs every request's URL at INFO, and an upload session's URL carries its ``authtoken``:
+    keep the logged URLs, drop their query strings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) and a.query for a in record.args):
+            record.args = tuple(
+                f"{a.copy_with(query=None)}?<redacted>" if isinstance(a, httpx.URL) and a.query else a
+                for a in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactQueries())
+
 _RETRY_STATUSES = frozenset({429, 503, 504})  # on requests that cannot deliver mail, with any other 5xx
 _RECIPIENT_CODES = frozenset({"ErrorInvalidRecipients", "ErrorInvalidRecipientsFormat", "ErrorRecipientNotFound"})
 _SEND_AS_CODES = frozenset({"ErrorSendAsDenied", "ErrorAccessDenied", "ErrorSubmissionQuotaExceeded"})
@@ -108,9 +124,11 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
 
 def _graph_error(response: httpx.Response) -> tuple[str, str]:
     try:
-        error: Any = response.json().get("error", {})
+        body: Any = response.json()
     except ValueError:
-        error = {}
+        body = {}
+    # Graph's error body is {"error": {"code", "message"}}; a proxy or a fault may send anything else.
+    error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         error = {}
     return str(error.get("code") or f"HTTP{response.status_code}"), str(error.get("message") or response.reason_phrase)
@@ -335,7 +353,7 @@ class GraphMailClient:
                 retry_after=exc.retry_after,
             ) from None
         except _Unreachable as exc:
-            raise DependencyUnavailable(f"Microsoft Graph is unreachable: {exc}") from None
+            raise DependencyUnavailable(f"Microsoft Graph is unreachable: {exc}") from exc.__cause__
         return response, int(retrying.statistics.get("attempt_number", 1))
 
     @contextmanager
@@ -353,16 +371,17 @@ class GraphMailClient:
         try:
             response = self._http.request(method, url, content=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise _Unreachable(type(exc).__name__) from None
+            raise _Unreachable(type(exc).__name__) from exc
         except httpx.PoolTimeout as exc:  # no connection was free: the request never left
-            raise _Unreachable(type(exc).__name__) from None
+            raise _Unreachable(type(exc).__name__) from exc
         except httpx.TransportError as exc:
+            # httpx's transport errors carry the socket's complaint, not the URL or headers: keep them.
             if sends:
                 raise OutcomeUnknown(
                     f"Microsoft Graph did not answer ({type(exc).__name__}) after the send went out; "
                     "the email may or may not have been sent"
-                ) from None
-            raise DependencyUnavailable(f"Microsoft Graph did not answer ({type(exc).__name__})") from None
+                ) from exc
+            raise DependencyUnavailable(f"Microsoft Graph did not answer ({type(exc).__name__})") from exc
         GRAPH_DURATION.record((time.perf_counter() - started) * 1000, {"status": response.status_code})
         add_log_context(graph_request_id=response.headers.get("request-id"))
         if response.is_success:

@@ -107,7 +107,10 @@ def health(settings: Callable[[], Settings]) -> HttpResult:
     try:
         current = settings()
     except ConfigurationInvalid as error:
-        body = {"status": "unhealthy", "problems": [{"settings": list(error.settings), "detail": error.detail}]}
+        # Anonymous: the names only. A setting's value (a container URL, a vault name) is not for everyone.
+        names = list(error.settings)
+        detail = f"missing or not valid: {', '.join(names)}" if names else "the settings are not valid"
+        body = {"status": "unhealthy", "problems": [{"settings": names, "detail": detail}]}
         return HttpResult.json(503, body)
     storage = bool(current.storage_connection or (current.queue_service_uri and current.table_service_uri))
     checks = {

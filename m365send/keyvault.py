@@ -7,15 +7,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import ClientAuthenticationError
 from azure.keyvault.secrets import SecretClient
 
+from m365send.azure_errors import azure_errors, first_line, safe_cause
 from m365send.credentials import Secret, SecretSource
 from m365send.errors import CredentialError, DependencyUnavailable, KeyVaultAccessDenied, SecretNotFound
 from m365send.telemetry import KEY_VAULT_READS
@@ -26,24 +21,62 @@ log = logging.getLogger(__name__)
 
 
 class KeyVaultSecrets:
-    """``SecretSource`` over one ``SecretClient``, with a per-worker TTL cache."""
+    """``SecretSource`` over one ``SecretClient``, with a per-worker TTL cache.
 
-    def __init__(self, *, client: SecretClient, ttl_seconds: float, clock: Callable[[], float] = time.monotonic):
+    No lock is shared across names or held while another name is read. A refresh that fails because
+    Key Vault is unavailable keeps serving the cached value (with a warning) until it is older than
+    ``max_stale_seconds``; only then do sends fail.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: SecretClient,
+        ttl_seconds: float,
+        max_stale_seconds: float = 86_400.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._client = client
         self._ttl = ttl_seconds
+        self._max_stale = max_stale_seconds
         self._clock = clock
         self._cache: dict[str, tuple[float, Secret]] = {}
-        self._lock = threading.Lock()
+        self._reading: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()  # guards the two dicts only, never held during a read
 
     def get(self, name: str) -> Secret:
         """Return the cached secret while fresh; otherwise read it from Key Vault."""
         with self._lock:
             cached = self._cache.get(name)
+            reading = self._reading.setdefault(name, threading.Lock())
+        if cached and self._clock() - cached[0] < self._ttl:
+            return cached[1]
+        if cached is not None and not reading.acquire(blocking=False):
+            return cached[1]  # another thread is refreshing it: the current value will do meanwhile
+        if cached is None:
+            reading.acquire()  # nothing to serve: wait for the reader, whose value is then cached
+            with self._lock:
+                cached = self._cache.get(name)
             if cached and self._clock() - cached[0] < self._ttl:
+                reading.release()
                 return cached[1]
+        try:
             secret = self._read(name)
+        except DependencyUnavailable as error:
+            if cached is not None and self._clock() - cached[0] < self._max_stale:
+                log.warning(
+                    "Key Vault is unavailable; serving the cached secret read %.0f s ago: %s",
+                    self._clock() - cached[0],
+                    error.detail,
+                    extra={"secret_name": name},
+                )
+                return cached[1]
+            raise
+        finally:
+            reading.release()
+        with self._lock:
             self._cache[name] = (self._clock(), secret)
-            return secret
+        return secret
 
     def invalidate(self, name: str) -> None:
         """Drop ``name`` from the cache."""
@@ -52,25 +85,21 @@ class KeyVaultSecrets:
 
     def _read(self, name: str) -> Secret:
         vault = self._client.vault_url
-        try:
-            bundle = self._client.get_secret(name)
-        except ResourceNotFoundError:
-            raise SecretNotFound(f"Key Vault {vault} has no secret named '{name}'") from None
-        except ClientAuthenticationError as exc:
-            raise CredentialError(
-                f"the worker's identity could not authenticate to Key Vault {vault}: {_first_line(exc)}"
-            ) from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise DependencyUnavailable(f"Key Vault {vault} is unreachable: {_first_line(exc)}") from None
-        except HttpResponseError as exc:
-            if exc.status_code == 403:
-                raise KeyVaultAccessDenied(
-                    f"the worker's identity may not read secret '{name}' in Key Vault {vault}; "
-                    "grant it the 'Key Vault Secrets User' role"
-                ) from None
-            if exc.status_code in (429, 500, 502, 503, 504):
-                raise DependencyUnavailable(f"Key Vault {vault} answered {exc.status_code}") from None
-            raise CredentialError(f"Key Vault {vault} refused to read '{name}': {_first_line(exc)}") from None
+        with azure_errors(
+            f"Key Vault {vault}",
+            not_found=lambda: SecretNotFound(f"Key Vault {vault} has no secret named '{name}'"),
+            denied=lambda: KeyVaultAccessDenied(
+                f"the worker's identity may not read secret '{name}' in Key Vault {vault}; "
+                "grant it the 'Key Vault Secrets User' role"
+            ),
+            refused=lambda exc: CredentialError(f"Key Vault {vault} refused to read '{name}': {first_line(exc)}"),
+        ):
+            try:
+                bundle = self._client.get_secret(name)
+            except ClientAuthenticationError as exc:  # the worker's own identity, before Key Vault was asked
+                raise CredentialError(
+                    f"the worker's identity could not authenticate to Key Vault {vault}: {first_line(exc)}"
+                ) from safe_cause(exc)
         KEY_VAULT_READS.add(1)
         log.info("read Key Vault secret", extra={"secret_name": name, "secret_version": bundle.properties.version})
         return Secret(
@@ -80,7 +109,3 @@ class KeyVaultSecrets:
             content_type=bundle.properties.content_type,
             expires_on=bundle.properties.expires_on,
         )
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -8,8 +8,6 @@ the seed block threw for the same case.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 import re
@@ -34,18 +32,50 @@ from m365send.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, blob_ref
 from m365send.errors import FieldProblem, RequestInvalid
 
 __all__ = [
+    "MAX_RECIPIENTS",
     "Attachment",
     "BodyFormat",
     "EmailAddress",
     "EmailMessage",
     "Priority",
     "SendRequest",
+    "decode_json",
+    "fold_address",
     "parse_message_json",
     "parse_send_request",
+    "structure_problem",
 ]
 
-_CONTROL = re.compile(r"[\r\n\x00]")
-_MIME_TYPE = re.compile(r"^[A-Za-z0-9][\w!#$&^.+-]*/[\w!#$&^.+-]+$")
+# C0 controls but TAB, DEL, C1 controls (U+0085 among them) and the Unicode line and paragraph
+# separators: each can break a header line somewhere between Graph and the recipient's client.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_MIME_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[\w!#$&^.+-]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_WHITESPACE = re.compile("[\t\n\x0b\x0c\r ]")
+_DROP_WHITESPACE = dict.fromkeys(map(ord, "\t\n\x0b\x0c\r "))
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+# The same rules as JSON Schema patterns (ECMA-262), for the published documents.
+CONTROL_CLASS = "\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f\\u2028\\u2029"
+TEXT_PATTERN = f"^[^{CONTROL_CLASS}]*$"
+BLOB_PATTERN = (
+    "^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]"  # the container
+    "(?:/(?!\\.\\.?(?:/|$))[^/\\\\\\u0000-\\u001f\\u007f-\\u009f]+)+$"  # then segments: no '', '.', '..'
+)
+MIME_PATTERN = "^[A-Za-z0-9][\\w!#$&^.+-]*/[\\w!#$&^.+-]+$"
+# Exchange Online's limit on recipients per message (To, Cc and Bcc together).
+MAX_RECIPIENTS = 500
+# JSON nested deeper than this is refused; an email message is four levels deep.
+MAX_DEPTH = 64
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_address(address: str) -> str:
+    """An address for case-insensitive comparison: ASCII letters lowered, nothing else changed.
+
+    Not ``casefold``: it maps look-alikes together ("ﬁ" to "fi", "K" (Kelvin) to "k"), so an
+    allow-list compared that way would pass an address that is not the one it lists.
+    """
+    return address.translate(_ASCII_LOWER)
 
 
 def _alias(pascal: str) -> AliasChoices:
@@ -64,7 +94,9 @@ def _empty(what: str = "value") -> PydanticCustomError:
 def _no_control_characters(value: str) -> str:
     # CR/LF would let a caller smuggle extra headers into the message; NUL truncates them.
     if _CONTROL.search(value):
-        raise PydanticCustomError("header_injection", "must not contain carriage return, line feed or NUL characters")
+        raise PydanticCustomError(
+            "header_injection", "must not contain control characters or line separators (CR, LF, NUL, ESC, U+2028 ...)"
+        )
     return value
 
 
@@ -124,12 +156,17 @@ class EmailAddress(_Model):
     """A mailbox: ``Address`` is required and must be a valid RFC 5321 address."""
 
     name: str | None = Field(
-        default=None, validation_alias=_alias("Name"), title="Name", description="Display name, e.g. Ann Smith."
+        default=None,
+        validation_alias=_alias("Name"),
+        title="Name",
+        description="Display name, e.g. Ann Smith.",
+        json_schema_extra={"pattern": TEXT_PATTERN},
     )
     address: str = Field(
         validation_alias=_alias("Address"),
         title="Address",
         description="Email address (RFC 5321), e.g. ann@contoso.com.",
+        json_schema_extra={"format": "email", "maxLength": 254},
     )
 
     @field_validator("name", mode="before")
@@ -169,24 +206,28 @@ class Attachment(_Model):
         validation_alias=_alias("Name"),
         title="File name",
         description="Name shown to recipients; for a blob, defaults to the blob's file name.",
+        json_schema_extra={"pattern": TEXT_PATTERN, "minLength": 1},
     )
     content_bytes: str | None = Field(
         default=None,
         validation_alias=_alias("ContentBytes"),
         title="Content",
         description="The file's content, base64-encoded. Give this or Blob.",
+        json_schema_extra={"format": "byte"},
     )
     blob: str | None = Field(
         default=None,
         validation_alias=_alias("Blob"),
         title="Blob",
         description="container/path/to/file.pdf of a blob in an allowed container. Give this or ContentBytes.",
+        json_schema_extra={"pattern": BLOB_PATTERN, "maxLength": 1088},
     )
     content_type: str | None = Field(
         default=None,
         validation_alias=_alias("ContentType"),
         title="Content type",
         description="MIME type, e.g. application/pdf; by default the blob's, or guessed from the name.",
+        json_schema_extra={"pattern": MIME_PATTERN},
     )
     is_inline: bool = Field(
         default=False,
@@ -199,6 +240,7 @@ class Attachment(_Model):
         validation_alias=_alias("ContentId"),
         title="Content id",
         description='Id an HTML body uses to show an inline image: <img src="cid:logo">.',
+        json_schema_extra={"pattern": "^[^\\s<>\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"},
     )
 
     @field_validator("name", mode="before")
@@ -213,11 +255,12 @@ class Attachment(_Model):
     def _content(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        compact = "".join(value.split())  # tolerate base64 wrapped at 76 columns
-        try:
-            base64.b64decode(compact, validate=True)
-        except (binascii.Error, ValueError):
-            raise PydanticCustomError("invalid_base64", "is not valid base64") from None
+        # Checked without decoding or splitting: a 100 MB attachment must not cost another 100 MB
+        # (decoded bytes) or 160 MB (one small string per 76-column line) just to be validated.
+        # Base64 wrapped at 76 columns: one translate (re.sub would build a string per line, 3x the size).
+        compact = value.translate(_DROP_WHITESPACE) if _WHITESPACE.search(value) else value
+        if len(compact) % 4 or not _BASE64.fullmatch(compact):
+            raise PydanticCustomError("invalid_base64", "is not valid base64")
         if decoded_size(compact) > MAX_ATTACHMENT_BYTES:
             raise PydanticCustomError(
                 "too_large",
@@ -242,7 +285,7 @@ class Attachment(_Model):
     def _content_type(cls, value: Any) -> Any:
         if value is None or value == "":
             return None
-        if isinstance(value, str) and not _MIME_TYPE.match(value):
+        if isinstance(value, str) and not _MIME_TYPE.fullmatch(value):
             raise PydanticCustomError(
                 "argument", "{value} is not a MIME type such as application/pdf", {"value": json.dumps(value)}
             )
@@ -286,17 +329,30 @@ class Attachment(_Model):
 class EmailMessage(_Model):
     """The seed block's ``EmailMessage``: To and From are required, everything else has a default."""
 
-    to: list[EmailAddress] = Field(validation_alias=_alias("To"), title="To", description="Recipients; at least one.")
+    to: list[EmailAddress] = Field(
+        validation_alias=_alias("To"),
+        title="To",
+        description="Recipients; at least one. To, Cc and Bcc hold at most 500 together.",
+        json_schema_extra={"minItems": 1, "maxItems": MAX_RECIPIENTS},
+    )
     from_: EmailAddress = Field(
         validation_alias=_alias("From"),
         title="From",
         description="The sender: the mailbox or an address it may send as.",
     )
     cc: list[EmailAddress] = Field(
-        default_factory=list, validation_alias=_alias("Cc"), title="Cc", description="Copy recipients."
+        default_factory=list,
+        validation_alias=_alias("Cc"),
+        title="Cc",
+        description="Copy recipients.",
+        json_schema_extra={"maxItems": MAX_RECIPIENTS},
     )
     bcc: list[EmailAddress] = Field(
-        default_factory=list, validation_alias=_alias("Bcc"), title="Bcc", description="Blind copy recipients."
+        default_factory=list,
+        validation_alias=_alias("Bcc"),
+        title="Bcc",
+        description="Blind copy recipients.",
+        json_schema_extra={"maxItems": MAX_RECIPIENTS},
     )
     priority: Priority = Field(
         default=Priority.NORMAL,
@@ -304,7 +360,13 @@ class EmailMessage(_Model):
         title="Priority",
         description="Low, Normal or High; empty means Normal.",
     )
-    subject: str = Field(default="", validation_alias=_alias("Subject"), title="Subject", description="Subject line.")
+    subject: str = Field(
+        default="",
+        validation_alias=_alias("Subject"),
+        title="Subject",
+        description="Subject line.",
+        json_schema_extra={"pattern": TEXT_PATTERN},
+    )
     body_format: BodyFormat = Field(
         default=BodyFormat.TEXT,
         validation_alias=_alias("BodyFormat"),
@@ -468,13 +530,66 @@ def problems_of(error: ValidationError, *, prefix: tuple[int | str, ...] = ()) -
     return [_problem(detail, prefix) for detail in error.errors(include_url=False, include_input=False)]
 
 
-def _decode_json(raw: bytes | str) -> Any:
+def _not_json(reason: str) -> RequestInvalid:
+    return RequestInvalid(
+        [FieldProblem("EmailMessage", "invalid_json", f"the body is not valid JSON: {reason}", "ArgumentException")]
+    )
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """JSON → Python, refusing what ``json`` itself cannot safely take (``RequestInvalid``, never a crash)."""
     try:
-        return json.loads(raw)
+        decoded = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestInvalid(
-            [FieldProblem("EmailMessage", "invalid_json", f"the body is not valid JSON: {exc}", "ArgumentException")]
-        ) from None
+        raise _not_json(str(exc)) from None
+    except RecursionError:
+        raise _not_json(f"it is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # Python's limit on integer digits (4300)
+        raise _not_json("a number has more digits than Python converts (4300)") from None
+    return decoded
+
+
+def _recipients_problem(message: Mapping[str, Any]) -> FieldProblem | None:
+    # Counted before any address is validated: 60,000 recipients would otherwise cost seconds of CPU.
+    lists = [message.get(k) for k in ("To", "to", "Cc", "cc", "Bcc", "bcc")]
+    count = sum(len(v) for v in lists if isinstance(v, list))
+    if count <= MAX_RECIPIENTS:
+        return None
+    return FieldProblem(
+        "To",
+        "too_many",
+        f"To, Cc and Bcc hold {count} recipients; Exchange Online accepts at most {MAX_RECIPIENTS} per message",
+        "ArgumentException",
+    )
+
+
+def structure_problem(value: Any) -> FieldProblem | None:
+    """Decoded JSON too deep, or a string that is not Unicode text (a lone surrogate): the first such place, named."""
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(value, ())]
+    while stack:
+        item, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            return FieldProblem(
+                _path(loc[:4]), "too_deep", f"is nested deeper than {MAX_DEPTH} levels", "ArgumentException"
+            )
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return FieldProblem(
+                    _path(loc),
+                    "invalid_text",
+                    "holds a lone surrogate (\\ud800-\\udfff): not Unicode text",
+                    "ArgumentException",
+                )
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if _SURROGATE.search(key):
+                    return FieldProblem(
+                        _path(loc), "invalid_text", "has a key that is not Unicode text", "ArgumentException"
+                    )
+                stack.append((child, (*loc, key)))
+        elif isinstance(item, list):
+            stack.extend((child, (*loc, index)) for index, child in enumerate(item))
+    return None
 
 
 def parse_send_request(message: Any, *, sender: str | None = None, request_id: str | None = None) -> SendRequest:
@@ -486,6 +601,9 @@ def parse_send_request(message: Any, *, sender: str | None = None, request_id: s
         raise RequestInvalid([FieldProblem("EmailMessage", "null", "must not be null", "PropertyNullException")])
     if not isinstance(message, Mapping):
         raise RequestInvalid([FieldProblem("EmailMessage", "type", "must be a JSON object", "ArgumentException")])
+    problem = structure_problem(message) or _recipients_problem(message)
+    if problem:
+        raise RequestInvalid([problem])
     fields: dict[str, Any] = {"message": message, "sender": sender}
     if request_id:
         fields["request_id"] = request_id
@@ -501,4 +619,4 @@ def parse_send_request(message: Any, *, sender: str | None = None, request_id: s
 
 def parse_message_json(raw: bytes | str, *, sender: str | None = None, request_id: str | None = None) -> SendRequest:
     """Decode a JSON body and validate it as an email message; see ``parse_send_request``."""
-    return parse_send_request(_decode_json(raw), sender=sender, request_id=request_id)
+    return parse_send_request(decode_json(raw), sender=sender, request_id=request_id)

@@ -11,12 +11,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from m365send.models import EmailMessage
+from m365send.envelope import MAX_KEY_LENGTH
+from m365send.models import CONTROL_CLASS, EmailMessage
 
 __all__ = ["AcceptedAnswer", "FieldError", "Problem", "ValidAnswer", "swagger"]
 
 VERSION = "0.1.0"
 PLACEHOLDER_HOST = "func-m365send.azurewebsites.net"
+# One part of an address as the query parameter's pattern states it: no @, space or control character.
+_ADDRESS = f"[^@\\s{CONTROL_CLASS}]+"
 
 
 class AcceptedAnswer(BaseModel):
@@ -118,6 +121,13 @@ def _definitions() -> dict[str, Any]:
         definitions[name]["x-nullable"] = True
     for name, (summary, description) in _SUMMARIES.items():
         definitions[name].update({"title": summary, "x-ms-summary": summary, "description": description})
+    # What the designer shows as a sample, and what an API tester sends first.
+    definitions["EmailMessage"]["example"] = {
+        "To": [{"Address": "recipient@outlook.com"}],
+        "From": {"Address": "notifications@contoso.com"},
+        "Subject": "Example email subject",
+        "Body": "Example email body",
+    }
     return dict(sorted(definitions.items()))
 
 
@@ -153,6 +163,9 @@ def swagger(*, host: str = PLACEHOLDER_HOST) -> dict[str, Any]:
         "type": "string",
         "x-ms-summary": "Send as mailbox",
         "description": "Mailbox to send as (address or object id); empty means the service's default mailbox.",
+        # An object id (GUID) or an address; the app checks the address fully (RFC 5321).
+        "pattern": f"^(?:[0-9a-fA-F]{{8}}-(?:[0-9a-fA-F]{{4}}-){{3}}[0-9a-fA-F]{{12}}|{_ADDRESS}@{_ADDRESS})$",
+        "maxLength": 254,
     }
     idempotency = {
         "name": "Idempotency-Key",
@@ -161,6 +174,9 @@ def swagger(*, host: str = PLACEHOLDER_HOST) -> dict[str, Any]:
         "type": "string",
         "x-ms-summary": "Idempotency key",
         "description": "Send the same key again to retry safely: the email goes out at most once.",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LENGTH,
+        "pattern": "^[^\\u0000-\\u001f\\u007f]+$",
     }
     return {
         "swagger": "2.0",

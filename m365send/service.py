@@ -19,7 +19,7 @@ from m365send.errors import PayloadTooLarge, SenderNotAllowed
 from m365send.graph_message import GRAPH_REQUEST_LIMIT, encode_json, encode_send_mail, send_mail_body, send_mail_size
 from m365send.logcontext import log_context
 from m365send.mailbox import DraftMail, GraphReceipt, MailboxSearch, MailSender, TaggedMessage
-from m365send.models import SendRequest
+from m365send.models import SendRequest, fold_address
 from m365send.telemetry import SENDS, tracer
 
 __all__ = ["EmailService", "GraphMail", "SendPlan", "SendReceipt", "TokenProvider"]
@@ -78,7 +78,7 @@ class EmailService:
         self._tokens = tokens
         self._mail = mail
         self._default_sender = default_sender
-        self._allowed = frozenset(s.casefold() for s in allowed_senders) | {default_sender.casefold()}
+        self._allowed = frozenset(map(fold_address, allowed_senders)) | {fold_address(default_sender)}
         self._blobs = blobs
         self._containers = frozenset(attachment_containers)
         self._max_message_bytes = max_message_bytes
@@ -90,13 +90,13 @@ class EmailService:
     def check_sender(self, request: SendRequest) -> str:
         """The mailbox to send as; ``SenderNotAllowed`` if it or the From address is not allowed."""
         mailbox = self.mailbox_of(request)
-        if mailbox.casefold() not in self._allowed:
+        if fold_address(mailbox) not in self._allowed:
             raise SenderNotAllowed(
                 f"sending as mailbox '{mailbox}' is not allowed; add it to M365_ALLOWED_SENDERS",
                 exception="ServiceException",
             )
         sender_address = request.message.from_.address
-        if sender_address.casefold() not in self._allowed:
+        if fold_address(sender_address) not in self._allowed:
             raise SenderNotAllowed(
                 f"From '{sender_address}' is not an address this service may send as; add it to M365_ALLOWED_SENDERS",
                 exception="ServiceException",

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from m365send.attachments import is_container_name
 from m365send.errors import ConfigurationInvalid
-from m365send.models import is_object_id
+from m365send.models import fold_address, is_object_id
 
 __all__ = ["Settings", "load_settings"]
 
@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     authority_host: str = Field(default=DEFAULT_AUTHORITY_HOST, validation_alias="M365_AUTHORITY_HOST")
     graph_base_url: str = Field(default=DEFAULT_GRAPH_BASE_URL, validation_alias="GRAPH_BASE_URL")
     secret_cache_seconds: float = Field(default=3600.0, ge=0, validation_alias="M365_SECRET_CACHE_SECONDS")
+    # How long a cached secret is still served while Key Vault is unavailable.
+    secret_max_stale_seconds: float = Field(default=86_400.0, ge=0, validation_alias="M365_SECRET_MAX_STALE_SECONDS")
     graph_max_attempts: int = Field(default=4, ge=1, le=10, validation_alias="M365_GRAPH_MAX_ATTEMPTS")
     graph_max_retry_wait: float = Field(default=30.0, ge=0, validation_alias="M365_GRAPH_MAX_RETRY_WAIT")
     http_timeout: float = Field(default=30.0, gt=0, validation_alias="M365_HTTP_TIMEOUT")
@@ -93,7 +95,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return frozenset(p.strip().casefold() for p in value.replace(";", ",").split(",") if p.strip())
+            return frozenset(fold_address(p.strip()) for p in value.replace(";", ",").split(",") if p.strip())
         return value
 
     @field_validator("attachment_containers", mode="before")
@@ -140,8 +142,8 @@ class Settings(BaseSettings):
 
     @property
     def senders(self) -> frozenset[str]:
-        """Mailboxes and From addresses a request may use (case-insensitive); always includes ``M365_SENDER``."""
-        return self.allowed_senders | {self.sender.casefold()}
+        """Mailboxes and From addresses a request may use (ASCII case-insensitive); always includes ``M365_SENDER``."""
+        return self.allowed_senders | {fold_address(self.sender)}
 
     @property
     def attachment_sources(self) -> dict[str, str | None]:

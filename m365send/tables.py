@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +26,8 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from m365send.errors import DependencyUnavailable, LeaseLost
+from m365send.azure_errors import azure_errors
+from m365send.errors import LeaseLost
 from m365send.sendlog import Decision, Reservation, SendRecord, SendStatus, decide
 
 __all__ = ["DeadLetter", "TableDeadLetters", "TableSendLog"]
@@ -76,17 +77,9 @@ def _record(entity: Any) -> SendRecord:
     )
 
 
-def _unavailable(exc: AzureError) -> DependencyUnavailable:
-    return DependencyUnavailable(f"Table storage is unavailable: {type(exc).__name__}")
-
-
-@contextlib.contextmanager
-def _storage_errors() -> Iterator[None]:
-    """Table storage's failures as ``DependencyUnavailable`` (the SDK's text may carry a SAS URL: not kept)."""
-    try:
-        yield
-    except AzureError as exc:
-        raise _unavailable(exc) from None
+def _storage_errors() -> contextlib.AbstractContextManager[None]:
+    """Table storage's failures as m365send errors (``DependencyUnavailable``)."""
+    return azure_errors("Table storage")
 
 
 class TableSendLog:
@@ -123,7 +116,7 @@ class TableSendLog:
             lease_until=now + self._lease,
             expires_at=now + self._retention,
         )
-        try:
+        with _storage_errors():
             try:
                 created = self._table.create_entity(_entity(fresh))
                 return Reservation(Decision.NEW, replace(fresh, etag=created.get("etag")))
@@ -148,19 +141,14 @@ class TableSendLog:
                 # Another worker took the key between our read and write: it holds the lease now.
                 return Reservation(Decision.IN_FLIGHT, replace(existing, lease_until=now + self._lease))
             return Reservation(decision, replace(taken, etag=updated.get("etag")))
-        except AzureError as exc:
-            raise _unavailable(exc) from None
 
     def _replace(self, record: SendRecord, etag: str | None) -> str | None:
         """Write ``record`` if the stored one still has ``etag``; the new etag. ``LeaseLost`` otherwise."""
-        try:
+        lost = LeaseLost
+        with azure_errors("Table storage", not_found=lost, modified=lost):
             updated = self._table.update_entity(
                 _entity(record), mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
             )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            raise LeaseLost() from None
-        except AzureError as exc:
-            raise _unavailable(exc) from None
         return updated.get("etag")
 
     def renew(self, reservation: Reservation) -> Reservation:
@@ -206,13 +194,11 @@ class TableSendLog:
         cutoff = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
         query = f"PartitionKey ge 'send-' and PartitionKey lt 'send.' and ExpiresAt lt datetime'{cutoff}'"
         deleted = 0
-        try:
+        with _storage_errors():
             for entity in self._table.query_entities(query, select=["PartitionKey", "RowKey"]):
                 with contextlib.suppress(ResourceNotFoundError):
                     self._table.delete_entity(entity["PartitionKey"], entity["RowKey"])
                     deleted += 1
-        except AzureError as exc:
-            raise _unavailable(exc) from None
         return deleted
 
     def forget(self, key: str) -> None:
@@ -268,7 +254,7 @@ class TableDeadLetters:
             dequeue_count=dequeue_count,
             recorded_at=now,
         )
-        try:
+        with _storage_errors():
             self._table.create_entity(
                 {
                     "PartitionKey": _DEAD_LETTER_PARTITION,
@@ -284,8 +270,6 @@ class TableDeadLetters:
                     "RecordedAt": now,
                 }
             )
-        except AzureError as exc:
-            raise _unavailable(exc) from None
         return letter
 
     def list(self, *, limit: int = 100) -> list[DeadLetter]:

@@ -16,6 +16,7 @@ import msal
 import msal.exceptions
 import requests
 
+from m365send.azure_errors import safe_cause
 from m365send.credentials import AppCredential, AppCredentialSource
 from m365send.errors import CredentialRejected, DependencyUnavailable
 from m365send.telemetry import TOKEN_REQUESTS
@@ -72,9 +73,11 @@ class GraphTokens:
             result = app.acquire_token_for_client(scopes=self._scopes)
         except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
             # msal returns OAuth errors (4xx) as dicts but raises on a 5xx from the token endpoint.
-            raise DependencyUnavailable(f"Entra ID at {self._authority} is unavailable: {exc}") from None
+            raise DependencyUnavailable(f"Entra ID at {self._authority} is unavailable: {exc}") from safe_cause(exc)
         except ValueError as exc:  # msal raises this on a response that is not JSON, e.g. a proxy's 502 page
-            raise DependencyUnavailable(f"Entra ID at {self._authority} gave an unreadable answer: {exc}") from None
+            raise DependencyUnavailable(
+                f"Entra ID at {self._authority} gave an unreadable answer: {exc}"
+            ) from safe_cause(exc)
         TOKEN_REQUESTS.add(1, {"cache": "miss" if result.get("token_source") == "identity_provider" else "hit"})
         if result.get("token_source") == "identity_provider":
             log.info("fetched a Graph token from Entra ID", extra={"expires_in": result.get("expires_in")})
@@ -95,7 +98,7 @@ class GraphTokens:
                     timeout=self._timeout,
                 )
             except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
-                raise DependencyUnavailable(f"Entra ID at {self._authority} is unavailable: {exc}") from None
+                raise DependencyUnavailable(f"Entra ID at {self._authority} is unavailable: {exc}") from safe_cause(exc)
             except ValueError as exc:
                 # msal reads the tenant's OpenID metadata here; an unknown tenant fails this way.
                 match = _AADSTS.search(str(exc))

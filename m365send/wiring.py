@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from azure.core.exceptions import AzureError
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
 
+from m365send.azure_errors import azure_errors
 from m365send.blobs import BlobAttachments
 from m365send.credentials import AppCredentialSource, VaultCertificate, VaultClientSecret
-from m365send.errors import ConfigurationInvalid, DependencyUnavailable
+from m365send.errors import ConfigurationInvalid
 from m365send.graph import GraphMailClient
 from m365send.keyvault import KeyVaultSecrets
 from m365send.outbox import OutboxProcessor
@@ -124,8 +124,18 @@ def build_parts(settings: Settings, *, clock: Callable[[], float] = time.monoton
         credential=_vault_credential(settings),
         # The challenge names vault.azure.net; a loopback stand-in cannot be a subdomain of it.
         verify_challenge_resource=not settings.vault_is_loopback,
+        # azure-core's defaults (300 s to read, 3 retries with backoff) would hold a send for minutes.
+        connection_timeout=settings.http_timeout,
+        read_timeout=settings.http_timeout,
+        retry_total=1,
+        retry_backoff_factor=0.5,
     )
-    secrets = KeyVaultSecrets(client=secret_client, ttl_seconds=settings.secret_cache_seconds, clock=clock)
+    secrets = KeyVaultSecrets(
+        client=secret_client,
+        ttl_seconds=settings.secret_cache_seconds,
+        max_stale_seconds=settings.secret_max_stale_seconds,
+        clock=clock,
+    )
     credential = _app_credential(settings, secrets)
     tokens = GraphTokens(
         credentials=credential,
@@ -200,10 +210,8 @@ def build_storage(settings: Settings) -> Storage:
     if settings.storage_connection:
         # Local storage (Azurite) starts empty; in Azure the Bicep creates the table, and the app's
         # role is scoped to that one table, so it could not create tables anyway.
-        try:
+        with azure_errors("Table storage"):
             tables.create_table_if_not_exists(settings.send_table)
-        except AzureError as exc:
-            raise DependencyUnavailable(f"Table storage is unavailable: {type(exc).__name__}") from None
     return Storage(
         sends=TableSendLog(
             table=table,

@@ -356,3 +356,22 @@ def test_a_timeout_creating_a_draft_is_not_an_unknown_send() -> None:
 
     with pytest.raises(DependencyUnavailable):
         graph.create_draft(mailbox="a@contoso.com", body=b"{}", token="t", client_request_id="id-1")
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"text"', '{"error": "a string"}', "null"])
+def test_an_error_body_that_is_not_graphs_shape_is_still_a_graph_refusal(body: str) -> None:
+    graph, _, _ = client([httpx.Response(400, text=body, headers={"Content-Type": "application/json"})])
+
+    with pytest.raises(GraphRejected) as caught:
+        send(graph)
+
+    assert caught.value.code == "HTTP400"
+
+
+def test_a_transport_failure_keeps_its_cause() -> None:
+    graph, _, _ = client([httpx.ConnectError("refused")] * 4)
+
+    with pytest.raises(DependencyUnavailable) as caught:
+        send(graph)
+
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from m365send.attachments import resolve_attachments
 from m365send.errors import RequestInvalid
 from m365send.models import BodyFormat, Priority, parse_message_json, parse_send_request
+from standins.examples import SEED_EXAMPLE
 
 
 def problems(message: Any, **kwargs: Any) -> list[tuple[str, str, str]]:
@@ -131,3 +135,24 @@ def test_json_array_body_is_rejected_as_not_an_object() -> None:
         parse_message_json(b"[]")
 
     assert caught.value.problems[0].code == "type"
+
+
+@settings(max_examples=2000, derandomize=True, database=None)
+@given(text=st.text(alphabet="AQgw+/=aZ09 \n-_!", max_size=24))
+def test_content_bytes_are_valid_exactly_when_base64_decodes_them(text: str) -> None:
+    assume("".join(text.split()))  # empty content is a different rule (an attachment needs a source)
+    compact = "".join(text.split())
+    try:
+        # RFC 4648 with padding, as .NET's decoder (Graph) reads it: Python alone also takes "AAAA=".
+        decodes = len(compact) % 4 == 0 and base64.b64decode(compact, validate=True) is not None
+    except (binascii.Error, ValueError):
+        decodes = False
+    message = {**SEED_EXAMPLE, "Attachments": [{"Name": "a.bin", "ContentBytes": text}]}
+
+    codes = []
+    try:
+        parse_send_request(message)
+    except RequestInvalid as error:
+        codes = [p.code for p in error.problems]
+
+    assert codes == ([] if decodes else ["invalid_base64"])

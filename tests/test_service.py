@@ -277,3 +277,17 @@ def test_validate_only_looks_blobs_up_but_reads_and_sends_nothing(seed_message: 
 
     assert service.check(parse_send_request(seed_message)) == "notifications@contoso.com"
     assert (blobs.opened, tokens.calls, mail.calls) == (["attachments/a.pdf"], 0, [])
+
+
+def test_a_draft_is_deleted_even_when_an_unexpected_error_stops_the_send(
+    parts: tuple[EmailService, FakeTokens, FakeMail], seed_message: dict[str, Any]
+) -> None:
+    service, _, mail = parts
+    seed_message["Attachments"] = [inline("large.bin", b"L" * (3 * MB + 1))]
+    mail.fail["upload"] = AttributeError("'list' object has no attribute 'get'")
+
+    with pytest.raises(AttributeError):
+        service.send(parse_send_request(seed_message))
+
+    assert mail.calls[-1] == "delete_draft"
+    assert mail.drafts == {}
