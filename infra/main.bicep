@@ -138,6 +138,7 @@ module keyVault 'app/keyvault.bicep' = if (!useExistingVault) {
     location: location
     tags: tags
     privateNetworking: privateNetworking
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
   }
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,9 +75,17 @@ def send_through_draft(
     draft_json: dict[str, Any] = graph_message(message)
     if inline and attachments:
         draft_json["attachments"] = [file_attachment(a, content_base64(a)) for a in attachments]
-    if tag is not None:
-        draft_json["singleValueExtendedProperties"] = tag.property(partial=steps)
-    draft = mail.create_draft(body=encode_json(draft_json), **ids)
+    # Without a send-once tag the draft still carries one of its own, so that a draft whose creation
+    # answer was lost can be found and deleted rather than left in the mailbox.
+    marker = tag or SendTag(f"attempt-{uuid.uuid4().hex}")
+    partial = steps or tag is None
+    draft_json["singleValueExtendedProperties"] = marker.property(partial=partial)
+    try:
+        draft = mail.create_draft(body=encode_json(draft_json), **ids)
+    except Exception:
+        if partial:  # a complete tagged draft is verified delivery's to find and send: never deleted here
+            _discard_lost(mail, marker.value + _PARTIAL, ids)
+        raise
     try:
         if steps:
             for attachment in attachments:
@@ -111,6 +120,17 @@ def send_through_draft(
         },
     )
     return receipt
+
+
+def _discard_lost(mail: DraftMail, value: str, ids: dict[str, str]) -> None:
+    """Delete the drafts a failed creation may have left (found by their tag)."""
+    try:
+        for found in mail.find_tagged(property_id=TAG_PROPERTY_ID, value=value, **ids):
+            if found.is_draft:
+                mail.delete_draft(message_id=found.id, **ids)
+                log.warning("deleted a draft whose creation's answer was lost")
+    except M365SendError as error:
+        log.warning("could not look for a draft whose creation failed: %s", error.detail)
 
 
 def _discard(mail: DraftMail, draft: str, ids: dict[str, str]) -> None:

@@ -56,7 +56,17 @@ class MailSender(Protocol):
         ...
 
 
-class DraftMail(Protocol):
+class MailboxSearch(Protocol):
+    """Finds a mailbox's messages by a single-value extended property (verified delivery, draft clean-up)."""
+
+    def find_tagged(
+        self, *, mailbox: str, property_id: str, value: str, token: str, client_request_id: str
+    ) -> list[TaggedMessage]:
+        """Every message (draft or sent) whose property ``property_id`` equals ``value``."""
+        ...
+
+
+class DraftMail(MailboxSearch, Protocol):
     """Graph's draft operations."""
 
     def create_draft(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> str:
@@ -87,14 +97,4 @@ class DraftMail(Protocol):
 
     def delete_draft(self, *, mailbox: str, message_id: str, token: str, client_request_id: str) -> None:
         """Delete the draft."""
-        ...
-
-
-class MailboxSearch(Protocol):
-    """Finds a mailbox's messages by a single-value extended property (verified delivery)."""
-
-    def find_tagged(
-        self, *, mailbox: str, property_id: str, value: str, token: str, client_request_id: str
-    ) -> list[TaggedMessage]:
-        """Every message (draft or sent) whose property ``property_id`` equals ``value``."""
         ...

@@ -21,6 +21,8 @@ import function_app
 from m365send import cli
 from m365send.errors import DependencyUnavailable
 from standins.cloud import LocalCloud
+from standins.graph import Fault
+from standins.https import DROP
 from standins.queue_host import QueueHost
 from tests.conftest import Answer, Configure, SendApi, invoke
 from tests.test_logs import everything_logged
@@ -269,3 +271,17 @@ def test_errors_keep_their_cause_where_it_holds_no_secret(silent_vault: str, con
         secrets.get("m365-client-secret")
 
     assert caught.value.__cause__ is not None
+
+
+# --- 8. drafts are not left behind --------------------------------------------------------------
+def test_a_draft_whose_creation_answer_was_lost_is_found_and_deleted(
+    api: SendApi, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    seed_message["Attachments"] = [{"Name": "scan.pdf", "ContentBytes": base64.b64encode(os.urandom(5 * MB)).decode()}]
+    cloud.graph.inject(Fault(DROP, after=True, on="POST /messages"))  # created, then the connection dies
+
+    answer = api.post(seed_message)
+
+    assert answer.status == 503
+    assert cloud.graph.drafts.drafts == {}
+    assert cloud.graph.sent == []

@@ -5,6 +5,10 @@ param location string
 param tags object = {}
 @description('Deny public network access (requires the private networking option).')
 param privateNetworking bool = false
+// A parameter with a plain default, not a conditional expression inside the resource: checkov's
+// CKV_AZURE_189 crashes on an expression there. main.bicep derives it from privateNetworking.
+@allowed(['Enabled', 'Disabled'])
+param publicNetworkAccess string = 'Enabled'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: the firewall default is a parameter (privateNetworking), open by default so the operator can upload the secret
@@ -23,7 +27,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true
-    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
       defaultAction: privateNetworking ? 'Deny' : 'Allow'
