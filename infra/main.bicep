@@ -11,12 +11,15 @@ param environmentName string
 @description('Azure region for every resource (one that offers Flex Consumption).')
 param location string
 
-@description('Object id of the user deploying (azd sets it), so they may upload the deployment package.')
+@description('Object id of the identity deploying (azd sets it), so it may upload the deployment package.')
 param principalId string = ''
+@allowed(['User', 'ServicePrincipal'])
+@description('What deploys: a person running azd (User), or a pipeline\'s service principal (ServicePrincipal).')
+param principalType string = 'User'
 
 // --- Microsoft 365 ---------------------------------------------------------------------------
-@description('Entra tenant of the app registration that has Graph Mail.Send.')
-param m365TenantId string = subscription().tenantId
+@description('Entra tenant of the app registration that has Graph Mail.Send; empty: the subscription\'s tenant.')
+param m365TenantId string = ''
 @description('Client id of that app registration.')
 param m365ClientId string
 @description('Default mailbox to send as: UPN or object id.')
@@ -63,8 +66,12 @@ param queueRetryBaseSeconds int = 30
 param queueMaxDelaySeconds int = 3600
 
 // --- options and names ---------------------------------------------------------------------------
-@description('Use this existing Key Vault (RBAC mode) instead of creating one.')
+@description('Use this existing Key Vault (RBAC mode) instead of creating one; its secrets must exist before deployment.')
 param existingKeyVaultName string = ''
+@description('The credential secrets are in the vault: grant the app read on those secrets only (set after uploading them).')
+param secretsUploaded bool = false
+@description('Purge protection on the vault this template creates. Off only for dev/test environments that azd down --purge should remove at once.')
+param keyVaultPurgeProtection bool = true
 @description('Resource group of the existing Key Vault (default: this deployment\'s group).')
 param existingKeyVaultResourceGroup string = ''
 @description('VNet integration and private endpoints for storage and Key Vault; public access to them is then disabled.')
@@ -86,6 +93,8 @@ var functionName = !empty(functionAppName) ? functionAppName : '${abbrs.webSites
 var deploymentContainerName = 'app-package-${take(functionName, 32)}-${take(resourceToken, 7)}'
 var useExistingVault = !empty(existingKeyVaultName)
 var vaultName = useExistingVault ? existingKeyVaultName : (!empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}')
+var certificateSecretNames = empty(certificatePasswordName) ? [certificateName] : [certificateName, certificatePasswordName]
+var credentialSecretNames = credentialType == 'secret' ? [clientSecretName] : certificateSecretNames
 var vaultResourceGroup = useExistingVault && !empty(existingKeyVaultResourceGroup) ? existingKeyVaultResourceGroup : rg.name
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -139,6 +148,7 @@ module keyVault 'app/keyvault.bicep' = if (!useExistingVault) {
     tags: tags
     privateNetworking: privateNetworking
     publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
+    enablePurgeProtection: keyVaultPurgeProtection
   }
 }
 
@@ -148,6 +158,10 @@ module keyVaultAccess 'app/keyvault-access.bicep' = {
   params: {
     keyVaultName: vaultName
     principalId: identity.outputs.principalId
+    secretNames: credentialSecretNames
+    // A shared vault is granted per secret only; a vault of our own, per secret once they are uploaded.
+    secretScoped: useExistingVault || secretsUploaded
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
   }
   dependsOn: [keyVault]
 }
@@ -173,9 +187,22 @@ module rbac 'app/rbac.bicep' = {
     queueName: queueName
     tableName: sendTableName
     attachmentContainerName: attachmentContainerName
+    deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     principalId: identity.outputs.principalId
     deployerPrincipalId: principalId
+    deployerPrincipalType: principalType
+  }
+  dependsOn: [storage]
+}
+
+module diagnostics 'app/diagnostics.bicep' = {
+  name: 'diagnostics'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    functionAppName: function.outputs.name
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -194,7 +221,7 @@ module function 'app/function.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
     appSettings: {
-      M365_TENANT_ID: m365TenantId
+      M365_TENANT_ID: empty(m365TenantId) ? subscription().tenantId : m365TenantId
       M365_CLIENT_ID: m365ClientId
       KEY_VAULT_URL: keyVaultAccess.outputs.uri
       M365_CLIENT_SECRET_NAME: credentialType == 'secret' ? clientSecretName : ''
@@ -241,3 +268,4 @@ output AZURE_KEY_VAULT_NAME string = vaultName
 output AZURE_KEY_VAULT_URI string = keyVaultAccess.outputs.uri
 output AZURE_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.logAnalyticsId

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -90,3 +91,80 @@ def test_every_role_assignment_is_named_by_scope_principal_and_role() -> None:
         ]:
             body = text[block_start : block_start + 400]
             assert re.search(r"name: guid\([^,]+, [^,]+, [^)]+\)", body), f"unnamed role assignment in {path.name}"
+
+
+# --- least privilege ----------------------------------------------------------------------------
+# Scopes that reach more than one container, queue, table or secret: allowed only with a reason.
+BROAD = {"Microsoft.Storage/storageAccounts", "Microsoft.KeyVault/vaults", "Microsoft.Resources/resourceGroups"}
+
+
+def role_assignments() -> list[tuple[str, str, str, str]]:
+    """(file, symbolic name, the scope's resource type, the block's text) of every role assignment."""
+    found = []
+    for path in BICEP_FILES:
+        text = path.read_text()
+        types: dict[str, str] = {}
+        # A nested resource's type is its last segment only ('containers', 'queues', 'secrets'):
+        # never one of the broad types, which is all this test needs to know.
+        for match in re.finditer(r"^\s*resource (\w+) '([^'@]+)(?:@[^']*)?'", text, flags=re.MULTILINE):
+            types[match.group(1)] = match.group(2)
+        for match in re.finditer(r"resource (\w+) 'Microsoft\.Authorization/roleAssignments@[\d-]+' =[^{]*\{", text):
+            body = _block(text, match.group(0))
+            scope = re.search(r"^\s*scope: ([\w:\[\]]+)", body, flags=re.MULTILINE)
+            target = scope.group(1).split("::")[-1].split("[")[0] if scope else ""
+            kind = types.get(target, "Microsoft.Resources/resourceGroups")  # no scope: the deployment's group
+            found.append((path.name, match.group(1), kind, body))
+    return found
+
+
+def test_the_role_assignments_are_found() -> None:
+    names = {name for _, name, _, _ in role_assignments()}
+
+    assert {"hostBlobs", "attachmentReader", "outboxContributor", "tableContributor", "secretReaders"} <= names
+
+
+@pytest.mark.parametrize("assignment", role_assignments(), ids=lambda a: f"{a[0]}:{a[1]}")
+def test_no_role_assignment_reaches_a_whole_account_vault_or_group_without_a_written_reason(
+    assignment: tuple[str, str, str, str],
+) -> None:
+    _, _, kind, body = assignment
+
+    assert kind not in BROAD or "// scope:" in body, f"{kind} scope with no '// scope:' reason"
+
+
+def test_the_app_has_no_role_on_the_whole_storage_account() -> None:
+    storage_wide = [(f, n) for f, n, kind, _ in role_assignments() if kind == "Microsoft.Storage/storageAccounts"]
+
+    assert storage_wide == []
+
+
+def test_the_deployer_may_be_a_pipelines_service_principal() -> None:
+    rbac = (INFRA / "app" / "rbac.bicep").read_text()
+
+    assert "principalType: deployerPrincipalType" in rbac
+    assert "'User'\n  }" not in rbac
+
+
+def test_every_parameter_can_be_set_from_an_azd_environment_variable() -> None:
+    declared = set(re.findall(r"^param (\w+) ", (INFRA / "main.bicep").read_text(), flags=re.MULTILINE))
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+
+    assert declared == set(parameters)
+    assert all(re.fullmatch(r"\$\{[A-Z0-9_]+(=[^}]*)?\}", p["value"]) for p in parameters.values())
+
+
+@pytest.mark.parametrize(
+    ("path", "what"),
+    [
+        ("app/keyvault-access.bicep", "category: 'AuditEvent'"),
+        ("app/diagnostics.bicep", "scope: storage::blobService"),
+        ("app/diagnostics.bicep", "scope: storage::queueService"),
+        ("app/diagnostics.bicep", "scope: storage::tableService"),
+        ("app/diagnostics.bicep", "category: 'FunctionAppLogs'"),
+    ],
+)
+def test_audit_and_access_logs_go_to_log_analytics(path: str, what: str) -> None:
+    text = (INFRA / path).read_text()
+
+    assert what in text
+    assert "workspaceId: logAnalyticsId" in text

@@ -1,20 +1,44 @@
-// Read access to the vault's secrets for the app identity, at the vault's scope. A module of its
-// own so that an existing vault in another resource group can be used.
+// The app identity's read access to its credential in Key Vault, and the vault's audit log. A module
+// of its own so that an existing vault in another resource group can be used.
 param keyVaultName string
 param principalId string
-@description('Also grant Key Vault Certificate User (only needed to read certificates through the certificates API; m365send reads the PFX through the secrets API).')
-param grantCertificateUser bool = false
+@description('The secrets the app reads: the client secret, or the certificate and its password.')
+param secretNames array
+@description('Grant per secret (they must exist). False only for a vault this template created, before the secrets are uploaded.')
+param secretScoped bool = true
+@description('Log Analytics workspace for the vault\'s AuditEvent log (who read which secret).')
+param logAnalyticsId string
 
 // Key Vault Secrets User: read secret values (the client secret, or a certificate's PFX).
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
-// Key Vault Certificate User: read certificates and their metadata.
-var keyVaultCertificateUser = 'db79e9a7-68ee-4b58-9aeb-b90e7c24fcba'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
 }
 
-resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource secrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = [
+  for name in secretNames: {
+    parent: vault
+    name: name
+  }
+]
+
+resource secretReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (name, i) in secretNames: if (secretScoped) {
+    name: guid(secrets[i].id, principalId, keyVaultSecretsUser)
+    scope: secrets[i]
+    properties: {
+      principalId: principalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+    }
+  }
+]
+
+resource vaultReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!secretScoped) {
+  // scope: the vault, only while the secrets do not exist yet (a role assignment cannot name a secret
+  // that is not there), and only on the vault this template created for m365send alone, which holds
+  // nothing else; docs/deploy.md's second `azd provision` (M365_SECRETS_UPLOADED=true) narrows it.
   name: guid(vault.id, principalId, keyVaultSecretsUser)
   scope: vault
   properties: {
@@ -24,13 +48,17 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-resource certificateUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantCertificateUser) {
-  name: guid(vault.id, principalId, keyVaultCertificateUser)
+resource audit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'm365send-audit'
   scope: vault
   properties: {
-    principalId: principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCertificateUser)
+    workspaceId: logAnalyticsId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
   }
 }
 

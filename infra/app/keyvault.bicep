@@ -9,6 +9,8 @@ param privateNetworking bool = false
 // CKV_AZURE_189 crashes on an expression there. main.bicep derives it from privateNetworking.
 @allowed(['Enabled', 'Disabled'])
 param publicNetworkAccess string = 'Enabled'
+@description('Purge protection: on for production. Off lets azd down --purge delete the vault at once (dev/test); once on, Azure never lets it be turned off.')
+param enablePurgeProtection bool = true
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: the firewall default is a parameter (privateNetworking), open by default so the operator can upload the secret
@@ -26,7 +28,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
-    enablePurgeProtection: true
+    enablePurgeProtection: enablePurgeProtection
     publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'

@@ -1,16 +1,24 @@
-// Role assignments for the app identity, each at the narrowest scope that works,
-// named guid(scope, principal, role).
+// Role assignments for the app identity and the deployer, each at the narrowest scope Azure supports
+// for the need, named guid(scope, principal, role). tests/test_infra.py fails on any assignment at
+// account, resource-group or subscription scope without a "// scope:" reason in its block.
 param storageAccountName string
 param queueName string
 param tableName string
 param attachmentContainerName string
+param deploymentContainerName string
 param applicationInsightsName string
 param principalId string
-@description('Object id of the deploying user, for Blob Data Owner on the deployment container scope (optional).')
+@description('Object id of the identity deploying (a user, or a pipeline\'s service principal); empty: none.')
 param deployerPrincipalId string = ''
+@allowed(['User', 'ServicePrincipal'])
+@description('What the deployer is: azd run by a person (User) or by a pipeline (ServicePrincipal).')
+param deployerPrincipalType string = 'User'
 
-// Storage Blob Data Owner: the Functions host's own blobs (keys, leases) and the deployment package.
+// Storage Blob Data Owner: the Functions host's blobs (host id, leases, timer status, keys); the
+// role Microsoft documents for identity-based AzureWebJobsStorage, here on the host's containers only.
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+// Storage Blob Data Contributor: write the deployment package.
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 // Storage Blob Data Reader: read attachment blobs.
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 // Storage Queue Data Contributor: receive and delete outbox messages, hand them back, poison them.
@@ -28,6 +36,18 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
     resource attachments 'containers' existing = {
       name: attachmentContainerName
+    }
+
+    resource deployment 'containers' existing = {
+      name: deploymentContainerName
+    }
+
+    resource hosts 'containers' existing = {
+      name: 'azure-webjobs-hosts'
+    }
+
+    resource hostSecrets 'containers' existing = {
+      name: 'azure-webjobs-secrets'
     }
   }
 
@@ -56,9 +76,30 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, principalId, storageBlobDataOwner)
-  scope: storage
+resource hostBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::blobService::hosts.id, principalId, storageBlobDataOwner)
+  scope: storage::blobService::hosts
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+  }
+}
+
+resource hostSecretBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::blobService::hostSecrets.id, principalId, storageBlobDataOwner)
+  scope: storage::blobService::hostSecrets
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+  }
+}
+
+resource packageOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  // Flex Consumption reads (and, on a publish, writes) the package here with the app's identity.
+  name: guid(storage::blobService::deployment.id, principalId, storageBlobDataOwner)
+  scope: storage::blobService::deployment
   properties: {
     principalId: principalId
     principalType: 'ServicePrincipal'
@@ -116,12 +157,12 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-resource deployerBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
-  name: guid(storage.id, deployerPrincipalId, storageBlobDataOwner)
-  scope: storage
+resource deployerPackage 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(storage::blobService::deployment.id, deployerPrincipalId, storageBlobDataContributor)
+  scope: storage::blobService::deployment
   properties: {
     principalId: deployerPrincipalId
-    principalType: 'User'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    principalType: deployerPrincipalType
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
   }
 }
