@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import azure.functions as func
+from azure.functions.warmup import WarmUpContext  # not re-exported by azure-functions 1.26
 
 if TYPE_CHECKING:
     from m365send.answers import HttpResult
@@ -103,6 +104,22 @@ def purge(timer: func.TimerRequest) -> None:
     """Daily at 03:30 UTC: delete send records whose idempotency window (M365_IDEMPOTENCY_HOURS) has passed."""
     deleted = current_worker().sends().purge_expired()
     log.info("purged %d expired send records", deleted)
+
+
+@app.function_name("warmup")
+@app.warm_up_trigger(arg_name="warmup")
+def warmup(warmup: WarmUpContext) -> None:
+    """When the host adds an instance (Flex Consumption, Premium): load the core, read the credential,
+    get a token and open Graph's connection, so that the instance's first email costs a warm send.
+
+    Never fails the instance: an error is logged and the first send then does the rest lazily.
+    """
+    try:
+        timings = current_worker().warm_up()
+    except Exception as error:  # a warm-up that fails must not keep the instance from serving
+        log.warning("warm-up incomplete, the first send will finish it: %s", getattr(error, "detail", error))
+        return
+    log.info("warm-up done", extra={"warmup_ms": timings})
 
 
 @app.function_name("outbox")

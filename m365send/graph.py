@@ -155,6 +155,13 @@ class GraphMailClient:
         self._pacer = pacer
         self._backoff = wait_exponential_jitter(multiplier=0.5, max=max_retry_wait, jitter=0.5)
 
+    def connect(self) -> None:
+        """Open the connection to Graph (TCP and TLS) ahead of the first send; the answer does not matter."""
+        try:
+            self._http.request("HEAD", f"{self._base_url}/")
+        except httpx.TransportError as exc:
+            raise DependencyUnavailable(f"Microsoft Graph is unreachable: {type(exc).__name__}") from exc
+
     # --- the operations ---------------------------------------------------------------------------
     def send_mail(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> GraphReceipt:
         """POST ``/users/{mailbox}/sendMail``; retries throttling within the configured budget.

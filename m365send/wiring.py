@@ -256,7 +256,7 @@ class Worker:
         self,
         *,
         settings: Callable[[], Settings] = load_settings,
-        build: Callable[[Settings], EmailService] = build_service,
+        build: Callable[[Settings, Parts], EmailService] = build_service,
     ) -> None:
         self._load_settings = settings
         self._build = build
@@ -264,6 +264,7 @@ class Worker:
         self._service: EmailService | None = None
         self._storage: Storage | None = None
         self._engines: dict[bool, SendOnce] = {}
+        self._parts: Parts | None = None
         self._outbox: OutboxProcessor | None = None
         self._lock = threading.RLock()
 
@@ -274,12 +275,36 @@ class Worker:
                 self._settings = self._load_settings()
             return self._settings
 
+    def parts(self) -> Parts:
+        """The worker's I/O clients, built once."""
+        with self._lock:
+            if self._parts is None:
+                self._parts = build_parts(self.settings())
+            return self._parts
+
     def service(self) -> EmailService:
         """The worker's service, built once."""
         with self._lock:
             if self._service is None:
-                self._service = self._build(self.settings())
+                self._service = self._build(self.settings(), self.parts())
             return self._service
+
+    def warm_up(self) -> dict[str, float]:
+        """Pay a new instance's first-send costs now: settings, clients, the credential, a token, Graph's
+        connection. Milliseconds per step; raises the first ``M365SendError``, after the steps before it."""
+        timings: dict[str, float] = {}
+
+        def step(name: str, run: Callable[[], object]) -> None:
+            started = time.perf_counter()
+            run()
+            timings[name] = (time.perf_counter() - started) * 1000
+
+        step("clients", self.service)
+        parts = self.parts()
+        step("key vault", parts.credential.current)
+        step("token", parts.tokens.token)
+        step("graph connection", parts.mail.connect)
+        return timings
 
     def storage(self) -> Storage:
         """The worker's Table and Queue adapters, built once."""

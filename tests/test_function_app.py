@@ -30,7 +30,7 @@ def test_indexing_the_app_reads_no_settings_and_imports_none_of_the_core() -> No
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['health', 'openapi', 'outbox', 'purge', 'send', 'validate']"
+    assert result.stdout.strip() == "['health', 'openapi', 'outbox', 'purge', 'send', 'validate', 'warmup']"
 
 
 def test_outbox_is_a_queue_trigger_on_the_configured_queue_over_the_host_storage() -> None:
@@ -50,3 +50,9 @@ def test_the_core_imports_no_azure_functions() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
 
     assert result.returncode == 0, result.stderr
+
+
+def test_warmup_is_a_warmup_trigger() -> None:
+    warmup = indexed_functions()["warmup"]
+
+    assert [b.type for b in warmup.get_bindings()] == ["warmupTrigger"]
