@@ -158,7 +158,7 @@ class GraphMailClient:
     def connect(self) -> None:
         """Open the connection to Graph (TCP and TLS) ahead of the first send; the answer does not matter."""
         try:
-            self._http.request("HEAD", f"{self._base_url}/")
+            self._http.request("GET", f"{self._base_url}/")
         except httpx.TransportError as exc:
             raise DependencyUnavailable(f"Microsoft Graph is unreachable: {type(exc).__name__}") from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from m365send.credentials import AppCredentialSource, VaultCertificate, VaultCli
 from m365send.errors import ConfigurationInvalid
 from m365send.graph import GraphMailClient
 from m365send.keyvault import KeyVaultSecrets
+from m365send.models import SendRequest, fold_address, is_object_id, parse_send_request
 from m365send.outbox import OutboxProcessor
 from m365send.pacing import MailboxPacer
 from m365send.sendonce import DeliveryMode, SendOnce
@@ -245,6 +247,14 @@ def build_outbox(settings: Settings, engine: SendOnce, storage: Storage) -> Outb
     )
 
 
+def _warm_up_request(settings: Settings) -> SendRequest:
+    """A message from the default sender to itself: validating and planning it loads the send path."""
+    sender = next(iter(sorted(settings.senders - {fold_address(settings.sender)})), settings.sender)
+    address = settings.sender if not is_object_id(settings.sender) else sender
+    message = {"To": [{"Address": address}], "From": {"Address": address}, "Subject": "warm-up", "Body": "warm-up"}
+    return parse_send_request(message)
+
+
 class Worker:
     """Builds the service on first use and keeps it for the worker's life (the warm-instance caches live in it).
 
@@ -299,7 +309,11 @@ class Worker:
             run()
             timings[name] = (time.perf_counter() - started) * 1000
 
-        step("clients", self.service)
+        step("clients", lambda: self.engine(keyed=False))
+        # One validation of a sample message loads what the first send would (pydantic's validators,
+        # the address checker and its caches, the HTTP translator); it sends nothing.
+        step("validation", lambda: self.service().check(_warm_up_request(self.settings())))
+        step("http translator", lambda: importlib.import_module("m365send.http_api"))
         parts = self.parts()
         step("key vault", parts.credential.current)
         step("token", parts.tokens.token)
