@@ -222,8 +222,10 @@ class SendOnce:
             failed = Failed(error)
             if failed.permanent:
                 self._write_failed(held, failed, command)
-            elif tag is not None:
-                self._write_unknown(held)  # a tagged draft may exist: the next attempt looks before it sends
+            elif tag is not None or possible_duplicate:
+                # A tagged draft may exist, or an earlier attempt may have delivered: releasing the key
+                # would let the next attempt send unflagged. It stays unknown, to be looked up or flagged.
+                self._write_unknown(held)
             else:
                 self._sends_or_fail().release(held.release())
             return failed

@@ -329,3 +329,19 @@ def _hash(message: dict[str, Any]) -> str:
     from m365send.envelope import payload_hash
 
     return payload_hash(parse_send_request(message, request_id="r-1"))
+
+
+def test_a_transient_failure_after_a_lost_answer_keeps_the_next_send_flagged(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    standard.mail.deliver_then_fail["send_mail"] = OutcomeUnknown("504")
+    standard.engine.handle(standard.command(seed_message))  # delivered, answer lost
+    standard.mail.fail["send_mail"] = DependencyUnavailable("throttled", retry_after=1)
+    standard.engine.handle(standard.command(seed_message))  # the resend is throttled
+    del standard.mail.fail["send_mail"]
+
+    third = standard.engine.handle(standard.command(seed_message))
+
+    assert isinstance(third, Sent)
+    assert third.possible_duplicate
+    assert standard.deliveries() == 2
