@@ -144,16 +144,33 @@ def _poison_replay(worker: Worker, args: argparse.Namespace) -> int:
 # --- messages from files or flags ------------------------------------------------------------------
 
 
+class UsageError(Exception):
+    """A mistake in the command line or its files: one line on standard error, exit 2."""
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} {path}: {exc.strerror or type(exc).__name__}") from None
+
+
 def _message(args: argparse.Namespace, default_from: Callable[[], str]) -> dict[str, Any]:
     if args.file:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        loaded: dict[str, Any] = json.loads(text)
+        raw = _read(args.file, "message file")
+        try:
+            loaded = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            reason = str(exc).splitlines()[0] if isinstance(exc, ValueError) else "nested too deep"
+            raise UsageError(f"the message file {args.file} is not JSON: {reason}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"the message file {args.file} must hold a JSON object (the email message)")
         return loaded
     if not args.to:
-        raise SystemExit("give a message file, or at least --to (see --help)")
+        raise UsageError("give a message file, or at least --to (see --help)")
     attachments: list[dict[str, Any]] = [{"Blob": reference} for reference in args.attach_blob or []]
     for path in args.attach or []:
-        data = Path(path).read_bytes()
+        data = _read(path, "attachment")
         attachments.append(
             {
                 "Name": Path(path).name,
@@ -389,6 +406,9 @@ def main(argv: Sequence[str] | None = None, *, worker: Worker | None = None) -> 
     args = _parser().parse_args(argv)
     try:
         return int(args.run(worker or Worker(), args))
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except M365SendError as error:
         if getattr(args, "json", False):
             print(json.dumps(problem(error, request_id="cli").body, indent=2))

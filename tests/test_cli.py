@@ -270,3 +270,29 @@ def test_poisoned_messages_are_listed_and_replayed_with_their_key(
     record = worker.sends().get(scoped_key(Scope.QUEUE, "poisoned-1"))
     assert record is not None
     assert record.attempts == 1  # replayed with its attempt count reset, under the same key
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["send", "no-such-message.json"], "cannot read the message file no-such-message.json"),
+        (["send", "BAD"], "is not JSON"),
+        (["send", "LIST"], "must hold a JSON object"),
+        (["send", "--to", "a@fabrikam.com", "--attach", "no-such-file.pdf"], "cannot read the attachment"),
+        (["send"], "give a message file, or at least --to"),
+    ],
+)
+def test_ordinary_mistakes_are_one_line_and_exit_2(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: str
+) -> None:
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "list.json").write_text("[1, 2]", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    argv = [{"BAD": "bad.json", "LIST": "list.json"}.get(a, a) for a in argv]
+
+    code, out, err = run(*argv)
+
+    assert code == 2
+    assert expected in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err + out
