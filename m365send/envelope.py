@@ -184,9 +184,11 @@ def replayable(body: bytes, *, key: str) -> bytes:
 def parse_queue_message(body: bytes, *, queue_message_id: str) -> QueuedSend:
     """Decode and validate a queue message; ``RequestInvalid`` names what is wrong."""
     decoded, original, attempt, kept_key = _unwrap(_decode(body), body)
-    problem = structure_problem(decoded)
-    if problem is not None:
-        raise RequestInvalid([replace(problem, field=f"QueueMessage.{problem.field}")])
+    if isinstance(decoded, dict) and "message" in decoded:
+        # The envelope's own fields; the message itself is checked once, by parse_send_request.
+        problem = structure_problem({k: v for k, v in decoded.items() if k != "message"})
+        if problem is not None:
+            raise RequestInvalid([replace(problem, field=f"QueueMessage.{problem.field}")])
     if not isinstance(decoded, dict):
         raise _invalid("type", "the queue message must be a JSON object (an envelope or an email message)")
     if "message" not in decoded:  # a bare EmailMessage: it has no "message" key
