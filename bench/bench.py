@@ -59,6 +59,17 @@ def measure(mode: str, env: dict[str, str], count: int = 0, module: str = "bench
     return {**json.loads(result.stdout.strip().splitlines()[-1]), "wall_s": wall}
 
 
+def run_worker(module: str, args: list[str], env: dict[str, str], *, timeout: float = 900) -> dict[str, Any]:
+    """Run ``python -m module args`` as a fresh worker process; the JSON object on its last line."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, check=False, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the worker failed:\n{result.stderr[-3000:]}")
+    worker_output: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return worker_output
+
+
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table, readable as plain text too."""
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -14,12 +14,10 @@ import base64
 import gc
 import json
 import os
-import subprocess
-import sys
 import time
 from typing import Any
 
-from bench.bench import standins, table
+from bench.bench import run_worker, standins, table
 from standins.examples import SEED_EXAMPLE
 
 MB = 1024 * 1024
@@ -80,18 +78,8 @@ def measure(megabytes: int) -> list[dict[str, Any]]:
     with standins(apps=1) as settings:
         env = {**os.environ, **settings}
         for wrapped in (False, True):
-            command = [sys.executable, "-m", "bench.body_memory", "--worker", str(megabytes)]
-            result = subprocess.run(
-                [*command, *(["--wrapped"] if wrapped else [])],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=900,
-            )
-            if result.returncode != 0:
-                raise RuntimeError(f"the worker failed:\n{result.stderr[-3000:]}")
-            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            args = ["--worker", str(megabytes), *(["--wrapped"] if wrapped else [])]
+            rows.append(run_worker("bench.body_memory", args, env))
     return rows
 
 

@@ -14,12 +14,10 @@ import base64
 import json
 import os
 import resource
-import subprocess
-import sys
 import time
 from typing import Any
 
-from bench.bench import standins, table
+from bench.bench import run_worker, standins, table
 from standins.examples import SEED_EXAMPLE
 
 CONTAINER = "attachments"
@@ -82,17 +80,8 @@ def measure(megabytes: int) -> dict[str, Any]:
                 "AzureWebJobsStorage": azurite.connection_string,
                 "M365_ATTACHMENT_CONTAINERS": CONTAINER,
             }
-            result = subprocess.run(
-                [sys.executable, "-m", "bench.memory", "--worker", f"{CONTAINER}/big.bin"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=600,
-            )
-        if result.returncode != 0:
-            raise RuntimeError(f"the worker failed:\n{result.stderr[-3000:]}")
-        return {**json.loads(result.stdout.strip().splitlines()[-1]), "file_mb": megabytes}
+            figures = run_worker("bench.memory", ["--worker", f"{CONTAINER}/big.bin"], env, timeout=600)
+        return {**figures, "file_mb": megabytes}
     finally:
         azurite.close()
 
