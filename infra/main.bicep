@@ -51,11 +51,28 @@ param secretMaxStaleSeconds int = 86400
 param graphMaxAttempts int = 4
 param graphMaxRetryWaitSeconds int = 30
 param httpTimeoutSeconds int = 30
-@description('Graph allows 4 concurrent requests per app per mailbox; each worker paces itself to this.')
+@description('Graph allows 4 concurrent requests per app per mailbox; all instances together keep to this (graphPacing).')
 param mailboxConcurrency int = 4
 @description('Graph allows 10,000 requests per 10 minutes per app per mailbox.')
 param mailboxRate int = 10000
 param mailboxWindowSeconds int = 600
+@allowed(['shared', 'worker'])
+@description('shared: the mailbox limits hold across every instance (blob leases and a Table window in this storage account); worker: each worker paces itself, so N instances may send N times the limit.')
+param graphPacing string = 'shared'
+@minValue(15)
+@maxValue(60)
+@description('Blob lease on a pacing slot, in seconds: longer than one Graph request; a crashed instance\'s slot is free after at most this.')
+param pacingLeaseSeconds int = 30
+param pacingContainerName string = 'mailbox-pacing'
+param pacingTableName string = 'mailboxpacing'
+@minValue(1)
+@maxValue(1000)
+@description('Most instances the app scales out to. Shared pacing keeps any number within one mailbox\'s Graph limits (about 16 emails/s at 10,000 per 10 minutes), so more instances help only with many mailboxes; see docs/deploy.md.')
+param maximumInstanceCount int = 40
+@minValue(1)
+@maxValue(32)
+@description('Queue messages one instance runs at once, overriding host.json\'s extensions.queues.batchSize; more than the mailbox concurrency only queues inside the instance. See docs/deploy.md.')
+param queueBatchSize int = 16
 param sendLeaseSeconds int = 300
 @description('standard: at most once per key, a lost Graph answer resent and flagged; verified: exactly once, through tagged drafts (needs Mail.ReadWrite).')
 @allowed(['standard', 'verified'])
@@ -133,6 +150,8 @@ module storage 'app/storage.bicep' = {
     tags: tags
     queueName: queueName
     tableName: sendTableName
+    pacingTableName: pacingTableName
+    pacingContainerName: pacingContainerName
     attachmentContainerName: attachmentContainerName
     deploymentContainerName: deploymentContainerName
     privateNetworking: privateNetworking
@@ -186,6 +205,8 @@ module rbac 'app/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     queueName: queueName
     tableName: sendTableName
+    pacingTableName: pacingTableName
+    pacingContainerName: pacingContainerName
     attachmentContainerName: attachmentContainerName
     deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
@@ -220,6 +241,7 @@ module function 'app/function.bicep' = {
     deploymentContainerName: deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
+    maximumInstanceCount: maximumInstanceCount
     appSettings: {
       M365_TENANT_ID: empty(m365TenantId) ? subscription().tenantId : m365TenantId
       M365_CLIENT_ID: m365ClientId
@@ -240,6 +262,12 @@ module function 'app/function.bicep' = {
       M365_GRAPH_MAILBOX_CONCURRENCY: string(mailboxConcurrency)
       M365_GRAPH_MAILBOX_RATE: string(mailboxRate)
       M365_GRAPH_MAILBOX_WINDOW_SECONDS: string(mailboxWindowSeconds)
+      M365_GRAPH_PACING: graphPacing
+      M365_PACING_LEASE_SECONDS: string(pacingLeaseSeconds)
+      M365_PACING_CONTAINER: pacingContainerName
+      M365_PACING_TABLE: pacingTableName
+      // An app setting overrides host.json (AzureFunctionsJobHost__<path>), so operators tune it here.
+      AzureFunctionsJobHost__extensions__queues__batchSize: string(queueBatchSize)
       M365_QUEUE_NAME: queueName
       M365_SEND_TABLE: sendTableName
       M365_SEND_LEASE_SECONDS: string(sendLeaseSeconds)

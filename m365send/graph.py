@@ -48,7 +48,7 @@ from m365send.errors import (
 )
 from m365send.logcontext import add_log_context
 from m365send.mailbox import GraphReceipt, TaggedMessage, UploadSession
-from m365send.pacing import MailboxPacer
+from m365send.pacing import Pacer
 from m365send.telemetry import GRAPH_DURATION, THROTTLING_WAIT
 
 __all__ = ["GraphMailClient", "parse_retry_after"]
@@ -144,7 +144,7 @@ class GraphMailClient:
         base_url: str,
         max_attempts: int = 4,
         max_retry_wait: float = 30.0,
-        pacer: MailboxPacer | None = None,
+        pacer: Pacer | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._http = http

@@ -1,8 +1,9 @@
 """Client-side pacing per mailbox, so one worker stays within Graph's mailbox limits instead of
 provoking 429s: at most ``concurrency`` requests in flight and ``rate`` requests per ``window``.
 
-Graph counts these limits per app and mailbox across every instance; each worker paces itself, and
-the 429 handling in ``m365send.graph`` covers what several instances together exceed.
+Graph counts these limits per app and mailbox across every instance: ``m365send.shared_pacing``
+shares them between instances and falls back to this pacer when its storage fails; the 429
+handling in ``m365send.graph`` covers whatever is left.
 """
 
 from __future__ import annotations
@@ -11,12 +12,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
 from m365send.errors import DependencyUnavailable
 from m365send.telemetry import THROTTLING_WAIT
 
-__all__ = ["MailboxPacer"]
+__all__ = ["MailboxPacer", "Pacer"]
+
+
+class Pacer(Protocol):
+    """Anything that hands out a mailbox's request slots: this worker's, or shared by all instances."""
+
+    def slot(self, mailbox: str) -> AbstractContextManager[None]:
+        """Hold one of the mailbox's request slots for the duration of one Graph request."""
+        ...
 
 
 class MailboxPacer:

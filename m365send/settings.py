@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     mailbox_concurrency: int = Field(default=4, ge=1, validation_alias="M365_GRAPH_MAILBOX_CONCURRENCY")
     mailbox_rate: int = Field(default=10_000, ge=1, validation_alias="M365_GRAPH_MAILBOX_RATE")
     mailbox_window: float = Field(default=600.0, gt=0, validation_alias="M365_GRAPH_MAILBOX_WINDOW_SECONDS")
+    # shared: those limits hold across every instance (blob leases and a Table window in the host's
+    # storage); worker: each worker paces itself, as when the shared limiter's storage is down.
+    graph_pacing: Literal["shared", "worker"] = Field(default="shared", validation_alias="M365_GRAPH_PACING")
+    pacing_container: str = Field(
+        default="mailbox-pacing",
+        pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+        validation_alias="M365_PACING_CONTAINER",
+    )
+    pacing_table: str = Field(
+        default="mailboxpacing", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", validation_alias="M365_PACING_TABLE"
+    )
+    # Blob leases last 15 to 60 s; longer than one Graph request, so a slot is not lost mid-request.
+    pacing_lease_seconds: int = Field(default=30, ge=15, le=60, validation_alias="M365_PACING_LEASE_SECONDS")
     # Storage: the Functions host's own connection, as a connection string (Azurite) or identity-based.
     storage_connection: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
     queue_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__queueServiceUri")

@@ -16,6 +16,7 @@ __all__ = [
     "FAILURES",
     "GRAPH_DURATION",
     "KEY_VAULT_READS",
+    "PACING_FALLBACKS",
     "SENDS",
     "THROTTLING_WAIT",
     "TOKEN_REQUESTS",
@@ -41,6 +42,11 @@ TOKEN_REQUESTS = _meter.create_counter(
 KEY_VAULT_READS = _meter.create_counter("m365send.keyvault.reads", unit="{read}", description="Key Vault reads")
 THROTTLING_WAIT = _meter.create_histogram(
     "m365send.throttling.wait", unit="s", description="Waits before retrying a throttled Graph request"
+)
+PACING_FALLBACKS = _meter.create_counter(
+    "m365send.pacing.fallbacks",
+    unit="{request}",
+    description="Graph requests paced by their worker alone because the shared limiter's storage failed",
 )
 
 _configured = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from m365send.graph import GraphMailClient
 from m365send.keyvault import KeyVaultSecrets
 from m365send.models import SendRequest, fold_address, is_object_id, parse_send_request
 from m365send.outbox import OutboxProcessor
-from m365send.pacing import MailboxPacer
+from m365send.pacing import MailboxPacer, Pacer
 from m365send.sendonce import DeliveryMode, SendOnce
 from m365send.service import EmailService
 from m365send.settings import DEFAULT_AUTHORITY_HOST, Settings, load_settings
@@ -46,6 +47,8 @@ __all__ = [
     "build_service",
     "build_storage",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def _vault_credential(settings: Settings) -> DefaultAzureCredential:
@@ -152,14 +155,57 @@ def build_parts(settings: Settings, *, clock: Callable[[], float] = time.monoton
         base_url=settings.graph_base_url,
         max_attempts=settings.graph_max_attempts,
         max_retry_wait=settings.graph_max_retry_wait,
-        pacer=MailboxPacer(
-            concurrency=settings.mailbox_concurrency,
-            rate=settings.mailbox_rate,
-            window=settings.mailbox_window,
-            max_wait=settings.graph_max_retry_wait,
-        ),
+        pacer=build_pacer(settings),
     )
     return Parts(secrets=secrets, credential=credential, tokens=tokens, mail=mail)
+
+
+def build_pacer(settings: Settings) -> Pacer:
+    """Graph's per-mailbox limits: shared by all instances when storage is configured, else per worker."""
+    local = MailboxPacer(
+        concurrency=settings.mailbox_concurrency,
+        rate=settings.mailbox_rate,
+        window=settings.mailbox_window,
+        max_wait=settings.graph_max_retry_wait,
+    )
+    if settings.graph_pacing == "worker":
+        return local
+    # Imported here: the Blob and Table SDKs are not needed until the first send.
+    from azure.data.tables import TableClient
+    from azure.storage.blob import ContainerClient
+
+    from m365send.shared_pacing import SharedMailboxLimiter
+
+    # Fail fast: a slow limiter must not hold a send; the worker paces on its own instead.
+    options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 2, "retry_total": 0}
+    if settings.storage_connection:
+        container = ContainerClient.from_connection_string(
+            settings.storage_connection, settings.pacing_container, **options
+        )
+        table = TableClient.from_connection_string(settings.storage_connection, settings.pacing_table, **options)
+    elif settings.blob_service_uri and settings.table_service_uri:
+        credential = _storage_credential(settings)
+        container = ContainerClient(
+            settings.blob_service_uri, settings.pacing_container, credential=credential, **options
+        )
+        table = TableClient(settings.table_service_uri, settings.pacing_table, credential=credential, **options)
+    else:
+        log.info(
+            "M365_GRAPH_PACING is shared but no storage is configured (AzureWebJobsStorage); each worker paces itself"
+        )
+        return local
+    return SharedMailboxLimiter(
+        container=container,
+        table=table,
+        app_id=settings.client_id,
+        concurrency=settings.mailbox_concurrency,
+        rate=settings.mailbox_rate,
+        window=settings.mailbox_window,
+        lease_seconds=settings.pacing_lease_seconds,
+        max_wait=settings.graph_max_retry_wait,
+        local=local,
+        create_missing=bool(settings.storage_connection),
+    )
 
 
 def build_service(settings: Settings, parts: Parts | None = None) -> EmailService:

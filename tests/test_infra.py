@@ -123,6 +123,16 @@ def test_the_role_assignments_are_found() -> None:
     assert {"hostBlobs", "attachmentReader", "outboxContributor", "tableContributor", "secretReaders"} <= names
 
 
+def test_the_shared_pacing_container_and_table_are_created_and_the_app_may_use_only_them() -> None:
+    storage = (INFRA / "app" / "storage.bicep").read_text()
+    roles = {name: body for _, name, _, body in role_assignments()}
+
+    assert "name: pacingContainerName" in storage
+    assert "name: pacingTableName" in storage
+    assert "scope: storage::blobService::pacing\n" in roles["pacingSlots"]
+    assert "scope: storage::tableService::pacing\n" in roles["pacingWindow"]
+
+
 @pytest.mark.parametrize("assignment", role_assignments(), ids=lambda a: f"{a[0]}:{a[1]}")
 def test_no_role_assignment_reaches_a_whole_account_vault_or_group_without_a_written_reason(
     assignment: tuple[str, str, str, str],

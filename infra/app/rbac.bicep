@@ -4,6 +4,8 @@
 param storageAccountName string
 param queueName string
 param tableName string
+param pacingTableName string
+param pacingContainerName string
 param attachmentContainerName string
 param deploymentContainerName string
 param applicationInsightsName string
@@ -19,11 +21,12 @@ param deployerPrincipalType string = 'User'
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 // Storage Blob Data Contributor: write the deployment package.
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+// Storage Blob Data Contributor also: create and lease the per-mailbox pacing slots (blob leases).
 // Storage Blob Data Reader: read attachment blobs.
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 // Storage Queue Data Contributor: receive and delete outbox messages, hand them back, poison them.
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-// Storage Table Data Contributor: send records and dead letters.
+// Storage Table Data Contributor: send records and dead letters; the shared pacing window.
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 // Monitoring Metrics Publisher: send telemetry to Application Insights with Entra auth.
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -36,6 +39,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
     resource attachments 'containers' existing = {
       name: attachmentContainerName
+    }
+
+    resource pacing 'containers' existing = {
+      name: pacingContainerName
     }
 
     resource deployment 'containers' existing = {
@@ -68,6 +75,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
     resource sends 'tables' existing = {
       name: tableName
+    }
+
+    resource pacing 'tables' existing = {
+      name: pacingTableName
     }
   }
 }
@@ -140,6 +151,26 @@ resource poisonContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' 
 resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage::tableService::sends.id, principalId, storageTableDataContributor)
   scope: storage::tableService::sends
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+  }
+}
+
+resource pacingSlots 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::blobService::pacing.id, principalId, storageBlobDataContributor)
+  scope: storage::blobService::pacing
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+  }
+}
+
+resource pacingWindow 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::tableService::pacing.id, principalId, storageTableDataContributor)
+  scope: storage::tableService::pacing
   properties: {
     principalId: principalId
     principalType: 'ServicePrincipal'

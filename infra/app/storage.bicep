@@ -1,10 +1,13 @@
 // The storage account: host storage, the outbox queue and its poison queue, the send table,
-// the attachment container and the deployment container. Entra auth only: no shared keys.
+// the pacing table and container, the attachment container and the deployment container. Entra auth only: no shared keys.
 param name string
 param location string
 param tags object = {}
 param queueName string
 param tableName string
+@description('Table and container of the per-mailbox pacing shared by all instances.')
+param pacingTableName string
+param pacingContainerName string
 param attachmentContainerName string
 param deploymentContainerName string
 @description('Deny public network access (requires the private networking option).')
@@ -109,6 +112,14 @@ resource attachmentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+resource pacingContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: pacingContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -132,6 +143,11 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
 resource sendTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: tableName
+}
+
+resource pacingTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: pacingTableName
 }
 
 output name string = storage.name

@@ -1,0 +1,284 @@
+"""Graph's mailbox limits shared by every instance: blob-lease slots and a Table window, on Azurite."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.data.tables import TableClient
+from azure.storage.blob import ContainerClient
+
+from m365send.errors import DependencyUnavailable
+from m365send.pacing import MailboxPacer
+from m365send.shared_pacing import (
+    ARRIVAL_MARGIN,
+    BUCKETS,
+    SharedMailboxLimiter,
+    count_bucket,
+    mailbox_key,
+    window_use,
+)
+from standins.azurite import Azurite
+from standins.cloud import LocalCloud
+from tests.conftest import Configure
+
+ROOT = Path(__file__).resolve().parent.parent
+MAILBOX = "ops@contoso.com"
+
+
+def make_limiter(
+    connection_string: str,
+    names: str,
+    *,
+    concurrency: int = 4,
+    rate: int = 10_000,
+    window: float = 600.0,
+    lease_seconds: int = 15,
+    max_wait: float = 30.0,
+    app_id: str = "app",
+) -> SharedMailboxLimiter:
+    """One instance's limiter over the container and table ``names`` (fail-fast clients, as wired)."""
+    options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 2, "retry_total": 0}
+    return SharedMailboxLimiter(
+        container=ContainerClient.from_connection_string(connection_string, names, **options),
+        table=TableClient.from_connection_string(connection_string, names.replace("-", ""), **options),
+        app_id=app_id,
+        concurrency=concurrency,
+        rate=rate,
+        window=window,
+        lease_seconds=lease_seconds,
+        max_wait=max_wait,
+        # The worker's own pacer never binds here: the shared limits are what is under test.
+        local=MailboxPacer(concurrency=1000, rate=1_000_000, window=window, max_wait=max_wait),
+        create_missing=True,
+    )
+
+
+@pytest.fixture
+def names() -> str:
+    """A fresh container / table name for one test's limiters."""
+    return f"pacing{uuid.uuid4().hex[:12]}"
+
+
+# --- the window's arithmetic (pure) -----------------------------------------------------------
+
+
+def test_the_window_counts_the_current_bucket_and_the_buckets_before_it() -> None:
+    width = 600 / BUCKETS  # 30 s
+    now = 100 * width + 5
+    counts = {100: 2, 100 - BUCKETS: 3, 100 - BUCKETS - 1: 7}
+
+    use = window_use(counts, now=now, window=600)
+
+    assert use.used == 5  # the bucket BUCKETS + 1 back is out of every window that ends now
+    assert use.frees_at == (100 - BUCKETS + BUCKETS + 1) * width
+
+
+def test_an_empty_window_frees_nothing() -> None:
+    assert window_use({}, now=1000.0, window=600).frees_at is None
+
+
+def test_a_bucket_ahead_counts_at_once() -> None:
+    width = 600 / BUCKETS
+    assert window_use({101: 1}, now=100 * width + 1, window=600).used == 1
+
+
+def test_a_request_is_counted_in_the_bucket_it_reaches_graph_in() -> None:
+    width = 600 / BUCKETS
+    assert count_bucket(100 * width - ARRIVAL_MARGIN / 2, 600) == 100
+    assert count_bucket(100 * width - ARRIVAL_MARGIN * 2, 600) == 99
+
+
+def test_keys_hide_the_address_and_separate_apps() -> None:
+    key = mailbox_key("app", "Ops@Contoso.com")
+
+    assert "contoso" not in key
+    assert key == mailbox_key("APP", "ops@contoso.com")
+    assert key != mailbox_key("other-app", "ops@contoso.com")
+
+
+# --- shared by instances, on Azurite ----------------------------------------------------------
+
+
+def test_instances_together_never_exceed_the_mailbox_concurrency(azurite: Azurite, names: str) -> None:
+    instances = [make_limiter(azurite.connection_string, names, concurrency=2) for _ in range(3)]
+    lock = threading.Lock()
+    in_flight = peak = 0
+
+    def request(n: int) -> None:
+        nonlocal in_flight, peak
+        with instances[n % 3].slot(MAILBOX):
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+            time.sleep(0.03)
+            with lock:
+                in_flight -= 1
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(request, range(36)))
+
+    assert peak == 2
+
+
+def test_instances_together_stay_within_the_rate_window(azurite: Azurite, names: str) -> None:
+    instances = [make_limiter(azurite.connection_string, names, rate=5, window=2.0) for _ in range(3)]
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def request(n: int) -> None:
+        with instances[n % 3].slot(MAILBOX), lock:
+            starts.append(time.time())
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(request, range(12)))
+
+    starts.sort()
+    most_in_any_window = max(sum(1 for t in starts if s <= t < s + 2.0) for s in starts)
+    assert len(starts) == 12
+    assert most_in_any_window == 5
+    assert starts[-1] - starts[0] >= 4.0  # 12 requests at 5 per 2 s need two slides of the window
+
+
+def test_mailboxes_have_their_own_slots(azurite: Azurite, names: str) -> None:
+    limiter = make_limiter(azurite.connection_string, names, concurrency=1, max_wait=0.5)
+
+    with (
+        limiter.slot(MAILBOX),
+        limiter.slot("sales@contoso.com"),
+        pytest.raises(DependencyUnavailable) as caught,
+        limiter.slot(MAILBOX),
+    ):
+        pass
+
+    assert "1 requests in flight across instances" in caught.value.detail
+
+
+def test_a_window_that_frees_too_late_is_handed_back_with_its_wait(azurite: Azurite, names: str) -> None:
+    limiter = make_limiter(azurite.connection_string, names, rate=2, window=600, max_wait=5)
+    for _ in range(2):
+        with limiter.slot(MAILBOX):
+            pass
+
+    with pytest.raises(DependencyUnavailable) as caught, limiter.slot(MAILBOX):
+        pass
+
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 500
+
+
+def test_the_window_entity_keeps_only_buckets_that_still_count(azurite: Azurite, names: str) -> None:
+    limiter = make_limiter(azurite.connection_string, names, rate=1000, window=0.4)
+    for _ in range(60):  # 60 requests over several windows of 0.4 s
+        with limiter.slot(MAILBOX):
+            time.sleep(0.01)
+
+    table = TableClient.from_connection_string(azurite.connection_string, names)
+    (entity,) = table.list_entities()
+    buckets = [int(b) for b in json.loads(entity["Buckets"])]
+    assert max(buckets) - min(buckets) <= BUCKETS + count_bucket(0.0, 0.4) + 1  # now may be mid-bucket
+
+
+_HOLDER = """
+import sys, time
+from tests.test_shared_pacing import make_limiter
+limiter = make_limiter(sys.argv[1], sys.argv[2], concurrency=2, lease_seconds=15)
+slots = [limiter.slot("ops@contoso.com") for _ in range(2)]
+for slot in slots:
+    slot.__enter__()
+print("held", time.time(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_slot_held_by_a_killed_worker_is_free_within_one_lease_period(azurite: Azurite, names: str) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, azurite.connection_string, names],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    line = holder.stdout.readline().split()
+    assert line[:1] == ["held"], "the holder process did not take its slots"
+    held_at = float(line[1])
+    holder.send_signal(signal.SIGKILL)  # no release, no clean-up: a crashed instance
+    holder.wait()
+    limiter = make_limiter(azurite.connection_string, names, concurrency=2, max_wait=0.5)
+    with pytest.raises(DependencyUnavailable), limiter.slot(MAILBOX):
+        pass  # the dead worker's leases still hold both slots
+
+    limiter = make_limiter(azurite.connection_string, names, concurrency=2, max_wait=30)
+    with limiter.slot(MAILBOX):
+        freed_after = time.time() - held_at
+
+    assert 14 <= freed_after <= 15 + 2
+
+
+# --- when the limiter's storage fails ---------------------------------------------------------
+
+
+def test_unreachable_storage_falls_back_to_the_workers_own_pacing(caplog: pytest.LogCaptureFixture) -> None:
+    dead = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;" + (
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    limiter = make_limiter(dead, "pacing-down")
+    entered = 0
+
+    with caplog.at_level(logging.WARNING, logger="m365send.shared_pacing"):
+        for _ in range(3):
+            with limiter.slot(MAILBOX):
+                entered += 1
+
+    assert entered == 3
+    assert not limiter.shared
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "paces on its own" in warnings[0]
+
+
+def test_a_send_still_goes_out_when_the_limiters_storage_is_down(
+    configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;" + (
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+        "QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    api = configure(AzureWebJobsStorage=dead)
+
+    with caplog.at_level(logging.WARNING, logger="m365send.shared_pacing"):
+        response = api.post(seed_message)
+
+    assert response.status == 202
+    assert len(cloud.graph.sent) == 1
+    assert any("shared mailbox pacing is unavailable" in r.getMessage() for r in caplog.records)
+
+
+def test_worker_pacing_is_chosen_by_its_setting(configure: Configure, storage_settings: dict[str, str]) -> None:
+    from m365send.settings import load_settings
+    from m365send.wiring import build_pacer
+
+    configure(**storage_settings)
+    assert isinstance(build_pacer(load_settings()), SharedMailboxLimiter)
+    configure(**storage_settings, M365_GRAPH_PACING="worker")
+    assert isinstance(build_pacer(load_settings()), MailboxPacer)
+    configure()  # no storage at all
+    assert isinstance(build_pacer(load_settings()), MailboxPacer)
+
+
+def test_the_limiter_adds_no_sdk_import_to_an_http_worker_until_it_is_built() -> None:
+    probe = "import sys, m365send.wiring; print('azure.data.tables' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    assert result.stdout.strip() == "False", os.linesep.join([result.stdout, result.stderr])
