@@ -363,6 +363,11 @@ class GraphMailClient:
             raise DependencyUnavailable(f"Microsoft Graph is unreachable: {exc}") from exc.__cause__
         return response, int(retrying.statistics.get("attempt_number", 1))
 
+    @property
+    def pacer(self) -> Pacer | None:
+        """What keeps this client within Graph's mailbox limits (None: nothing)."""
+        return self._pacer
+
     @contextmanager
     def _paced(self, mailbox: str) -> Iterator[None]:
         if self._pacer is None:

@@ -25,9 +25,10 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -66,8 +67,10 @@ BUCKETS = 20
 # take to reach Graph (the HTTP request's start). Counted earlier, it could leave our window while
 # Graph still counts it.
 ARRIVAL_MARGIN = 0.25
+# A slot handed to a waiting thread must leave it this long before ARRIVAL_MARGIN ends (the request's start).
+_HAND_OVER_SLACK = 0.05
 # How long a worker paces on its own after the limiter's storage failed, before trying it again.
-FALLBACK_SECONDS = 60.0
+FALLBACK_SECONDS = 15.0
 _WINDOW_ROW = "window"
 # Poll for a free concurrency slot from this wait up to the cap (doubling, with full jitter).
 _POLL_FIRST = 0.01
@@ -115,6 +118,15 @@ class Window:
     etag: str | None
 
 
+@dataclass
+class _Pool:
+    """One mailbox's requests in this worker: the turn, how many wait for it, slots handed over."""
+
+    turn: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0
+    handed: list[tuple[float, BlobLeaseClient]] = field(default_factory=list)  # (counted at, slot)
+
+
 class SharedMailboxLimiter:
     """Hands out per-mailbox request slots under limits shared by every instance; see the module."""
 
@@ -147,10 +159,10 @@ class SharedMailboxLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._window_locks: dict[str, threading.Lock] = {}
+        self._pools: dict[str, _Pool] = {}
         self._ready = False
         self._down_until = 0.0
-        self._requests = 0
+        self._requests: Counter[str] = Counter()
 
     @contextmanager
     def slot(self, mailbox: str) -> Iterator[None]:
@@ -175,13 +187,14 @@ class SharedMailboxLimiter:
             self._release(lease)
 
     @property
-    def storage_requests(self) -> int:
-        """Storage transactions this limiter has made (the benchmark's cost per send)."""
-        return self._requests
-
-    def _tick(self) -> None:
+    def storage_requests(self) -> dict[str, int]:
+        """Storage transactions this limiter has made, by kind (the benchmark's cost per send)."""
         with self._lock:
-            self._requests += 1
+            return dict(self._requests)
+
+    def _tick(self, kind: str) -> None:
+        with self._lock:
+            self._requests[kind] += 1
 
     @property
     def shared(self) -> bool:
@@ -189,46 +202,83 @@ class SharedMailboxLimiter:
         return self._clock() >= self._down_until
 
     def _shared_slot(self, mailbox: str) -> BlobLeaseClient:
-        """Wait for room in the window, take a concurrency slot, then count the request in the window.
+        """A concurrency slot (blob lease) for a request that is counted in the window.
 
-        One thread per worker and mailbox does this at a time, so storage sees at most one contender
-        per instance however many sends wait; a thread sleeping on a full window holds no slot.
+        One thread per worker and mailbox at a time takes a "turn": it waits for room in the
+        window, leases as many free slots as this worker has requests waiting (up to the room
+        left), counts exactly that many in one conditional write, and hands the extra slots to the
+        waiting threads. Storage sees at most one contender per instance, and a backlog costs one
+        read and one write per batch rather than per request. A slot handed over but not taken
+        within ``ARRIVAL_MARGIN`` is released, its count left standing (never an undercount).
         """
         key = mailbox_key(self._app_id, mailbox)
         deadline = time.monotonic() + self._max_wait
         with self._lock:
-            turn = self._window_locks.setdefault(key, threading.Lock())
-        if not turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
-            raise self._too_long(mailbox, "its limits", self._max_wait)
+            pool = self._pools.setdefault(key, _Pool())
+            pool.waiting += 1
         try:
-            self._ensure_ready()
-            window = self._room(key, mailbox, deadline)
-            lease = self._acquire(key, mailbox, deadline)
+            if not pool.turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
+                raise self._too_long(mailbox, "its limits", self._max_wait)
             try:
-                while not self._count(key, window, self._clock()):
-                    # Another instance counted a request first: look again, keeping the slot unless
-                    # the window filled up meanwhile.
-                    window = self._read(key)
-                    if window_use(window.counts, now=self._clock(), window=self._window).used >= self._rate:
-                        self._release(lease)
-                        window = self._room(key, mailbox, deadline)
-                        lease = self._acquire(key, mailbox, deadline)
-            except BaseException:
-                self._release(lease)
-                raise
-            return lease
+                handed = self._handed(pool)
+                if handed is not None:
+                    return handed
+                self._ensure_ready()
+                return self._take_turn(pool, key, mailbox, deadline)
+            finally:
+                pool.turn.release()
         finally:
-            turn.release()
+            with self._lock:
+                pool.waiting -= 1
+
+    def _handed(self, pool: _Pool) -> BlobLeaseClient | None:
+        """A slot an earlier turn counted and leased for a waiting thread, if one is still fresh."""
+        now = self._clock()
+        with self._lock:
+            fresh = [(t, lease) for t, lease in pool.handed if now - t <= ARRIVAL_MARGIN - _HAND_OVER_SLACK]
+            stale = [lease for t, lease in pool.handed if now - t > ARRIVAL_MARGIN - _HAND_OVER_SLACK]
+            pool.handed = fresh
+            taken = pool.handed.pop()[1] if pool.handed else None
+        for lease in stale:
+            self._tick("stale")
+            self._release(lease)
+        return taken
+
+    def _take_turn(self, pool: _Pool, key: str, mailbox: str, deadline: float) -> BlobLeaseClient:
+        window, room = self._room(key, mailbox, deadline)
+        with self._lock:
+            wanted = min(room, max(pool.waiting, 1), self._concurrency)
+        leases = self._acquire(key, mailbox, deadline, wanted)
+        try:
+            while not self._count(key, window, self._clock(), len(leases)):
+                # Another instance counted first: read the window again; give back what no longer fits.
+                window = self._read(key)
+                room = self._rate - window_use(window.counts, now=self._clock(), window=self._window).used
+                while len(leases) > max(room, 0):
+                    self._tick("given-back")
+                    self._release(leases.pop())
+                if not leases:
+                    window, room = self._room(key, mailbox, deadline)
+                    leases = self._acquire(key, mailbox, deadline, min(room, self._concurrency, 1))
+        except BaseException:
+            for lease in leases:
+                self._release(lease)
+            raise
+        counted_at = self._clock()
+        mine = leases.pop()
+        with self._lock:
+            pool.handed.extend((counted_at, lease) for lease in leases)
+        return mine
 
     # --- rate: one entity per mailbox in Table storage -----------------------------------------
-    def _room(self, key: str, mailbox: str, deadline: float) -> Window:
-        """Wait until the window has room for one more request; the window as last read."""
+    def _room(self, key: str, mailbox: str, deadline: float) -> tuple[Window, int]:
+        """Wait until the window has room; the window as last read, and how many more requests fit."""
         while True:
             window = self._read(key)
             now = self._clock()
             use = window_use(window.counts, now=now, window=self._window)
             if use.used < self._rate:
-                return window
+                return window, self._rate - use.used
             assert use.frees_at is not None  # a full window has a counted bucket
             wait = use.frees_at - now + random.uniform(0, 0.01)  # noqa: S311 (jitter, not a secret)
             if time.monotonic() + wait > deadline:
@@ -237,7 +287,7 @@ class SharedMailboxLimiter:
             self._sleep(wait)
 
     def _read(self, key: str) -> Window:
-        self._tick()
+        self._tick("read")
         try:
             entity = self._table.get_entity(key, _WINDOW_ROW)
         except ResourceNotFoundError as exc:
@@ -247,15 +297,15 @@ class SharedMailboxLimiter:
         counts = {int(bucket): int(n) for bucket, n in json.loads(entity["Buckets"]).items()}
         return Window(counts, entity.metadata["etag"])
 
-    def _count(self, key: str, window: Window, now: float) -> bool:
-        """Add this request to its bucket; False if another instance changed the window first."""
+    def _count(self, key: str, window: Window, now: float, requests: int = 1) -> bool:
+        """Add ``requests`` to their bucket; False if another instance changed the window first."""
         bucket = count_bucket(now, self._window)
         oldest = int(now // (self._window / BUCKETS)) - BUCKETS
         # Buckets that no longer count are dropped, so the entity stays small.
         counts = {b: n for b, n in window.counts.items() if b >= oldest}
-        counts[bucket] = counts.get(bucket, 0) + 1
+        counts[bucket] = counts.get(bucket, 0) + requests
         entity = {"PartitionKey": key, "RowKey": _WINDOW_ROW, "Buckets": json.dumps(counts)}
-        self._tick()
+        self._tick("write")
         try:
             if window.etag is None:
                 self._table.create_entity(entity)
@@ -268,13 +318,19 @@ class SharedMailboxLimiter:
         return True
 
     # --- concurrency: blob leases ---------------------------------------------------------------
-    def _acquire(self, key: str, mailbox: str, deadline: float) -> BlobLeaseClient:
+    def _acquire(self, key: str, mailbox: str, deadline: float, wanted: int = 1) -> list[BlobLeaseClient]:
+        """Up to ``wanted`` free slots (at least one, polling until ``deadline``)."""
         pause = _POLL_FIRST
         while True:
+            leases: list[BlobLeaseClient] = []
             for index in random.sample(range(self._concurrency), self._concurrency):
                 lease = self._try_lease(f"{key}/slot-{index}")
                 if lease is not None:
-                    return lease
+                    leases.append(lease)
+                    if len(leases) == wanted:
+                        break
+            if leases:
+                return leases
             wait = random.uniform(0, pause)  # noqa: S311 (jitter, not a secret)
             if time.monotonic() + wait > deadline:
                 raise self._too_long(mailbox, f"{self._concurrency} requests in flight", self._max_wait)
@@ -284,7 +340,7 @@ class SharedMailboxLimiter:
     def _try_lease(self, blob: str) -> BlobLeaseClient | None:
         lease = BlobLeaseClient(self._container.get_blob_client(blob))
         for _ in range(2):
-            self._tick()
+            self._tick("lease")
             try:
                 lease.acquire(lease_duration=self._lease_seconds)
                 return lease
@@ -301,12 +357,12 @@ class SharedMailboxLimiter:
         return None
 
     def _create_slot(self, blob: str) -> None:
-        self._tick()
+        self._tick("create")
         with suppress(ResourceExistsError):  # another instance created it
             self._container.upload_blob(blob, b"", overwrite=False)
 
     def _release(self, lease: BlobLeaseClient) -> None:
-        self._tick()
+        self._tick("release")
         try:
             lease.release()
         except AzureError as exc:

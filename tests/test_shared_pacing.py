@@ -49,7 +49,7 @@ def make_limiter(
     app_id: str = "app",
 ) -> SharedMailboxLimiter:
     """One instance's limiter over the container and table ``names`` (fail-fast clients, as wired)."""
-    options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 2, "retry_total": 0}
+    options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
     return SharedMailboxLimiter(
         container=ContainerClient.from_connection_string(connection_string, names, **options),
         table=TableClient.from_connection_string(connection_string, names.replace("-", ""), **options),

@@ -1,0 +1,220 @@
+"""Scale-out at Graph's mailbox limits: ``python -m bench.scaleout N``; prints one JSON line per row.
+
+Three worker processes (separate OS processes, each running the real queue function 24 messages
+at a time, as host.json allows) drain N outbox messages from one Azurite queue, against one Graph
+stand-in that enforces 4 concurrent requests and 100 requests per 6 s per mailbox with 50 ms
+latency (Graph's 10,000 per 10 minutes, scaled down), answering 429 with Retry-After beyond either.
+
+Rows: per-worker pacing (each worker keeps to the limits on its own), the shared limiter, and the
+shared limiter with the messages split between two mailboxes (each has its own ceiling).
+The last line is what the limiter adds to a request when the window has room (``overhead``).
+``python -m bench.scaleout worker`` is one worker: it warms up, says ``ready``, waits for ``go``,
+drains the queue and prints its own figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from standins.examples import SEED_EXAMPLE
+
+LIMITS = {"concurrency": 4, "rate": 100, "window": 6.0, "latency": 0.05}
+WORKERS = 3
+PARALLEL = 24  # batchSize 16 + newBatchThreshold 8
+SECOND_MAILBOX = "alerts@contoso.com"
+
+
+def worker() -> None:
+    """One instance: warm up, wait for the go, drain the queue, print what it did."""
+    import function_app
+    from standins.queue_host import QueueHost
+
+    outbox = next(f for f in function_app.app.get_functions() if f.get_function_name() == "outbox")
+    current = function_app.current_worker()
+    settings = current.settings()
+    assert settings.storage_connection is not None
+    host = QueueHost(settings.storage_connection, settings.queue_name, function=outbox.get_user_function())
+    current.warm_up()  # Key Vault, token and connections, as the warm-up trigger does on scale-out
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started = time.perf_counter()
+    host.drain(timeout=1800, parallel=PARALLEL)
+    pacer = current.parts().mail.pacer
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - started,
+                "failures": len(host.failures),
+                "storage_requests": getattr(pacer, "storage_requests", {}),
+            }
+        ),
+        flush=True,
+    )
+
+
+def run(count: int, *, pacing: str, mailboxes: int) -> dict[str, Any]:
+    """Drain ``count`` messages with ``WORKERS`` worker processes; the row's figures."""
+    from azure.data.tables import TableClient
+
+    from standins.azurite import Azurite
+    from standins.cloud import LocalCloud
+    from standins.queue_host import QueueHost
+
+    with LocalCloud() as cloud:
+        azurite = Azurite()
+        try:
+            cloud.graph.add_mailbox(SECOND_MAILBOX)
+            cloud.graph.mailbox_concurrency = int(LIMITS["concurrency"])
+            cloud.graph.mailbox_rate = (int(LIMITS["rate"]), LIMITS["window"])
+            cloud.graph.latency = LIMITS["latency"]
+            suffix = uuid.uuid4().hex[:8]
+            env = {
+                **os.environ,
+                **cloud.env(),
+                "AzureWebJobsStorage": azurite.connection_string,
+                "M365_QUEUE_NAME": f"outbox-{suffix}",
+                "M365_SEND_TABLE": f"sends{suffix}",
+                "M365_ALLOWED_SENDERS": f"{cloud.mailbox.upn},{SECOND_MAILBOX}",
+                "M365_GRAPH_MAILBOX_CONCURRENCY": str(LIMITS["concurrency"]),
+                "M365_GRAPH_MAILBOX_RATE": str(LIMITS["rate"]),
+                "M365_GRAPH_MAILBOX_WINDOW_SECONDS": str(LIMITS["window"]),
+                "M365_GRAPH_PACING": pacing,
+                "M365_QUEUE_RETRY_BASE_SECONDS": "1",
+            }
+            host = QueueHost(azurite.connection_string, env["M365_QUEUE_NAME"], function=lambda _: None)
+            senders = [cloud.mailbox.upn, SECOND_MAILBOX][:mailboxes]
+            for n in range(count):
+                message = {**SEED_EXAMPLE, "From": {"Address": senders[n % mailboxes]}}
+                host.producer.enqueue(
+                    {**message, "To": [{"Address": f"r{n}@fabrikam.com"}]},
+                    key=f"load-{n}",
+                    sender=senders[n % mailboxes],
+                )
+            workers = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "bench.scaleout", "worker"],
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(WORKERS)
+            ]
+            for process in workers:
+                assert process.stdout is not None
+                if process.stdout.readline().strip() != "ready":
+                    raise RuntimeError("a worker failed to start")
+            requests_before = sum(n for path, n in cloud.graph.requests.items() if path.endswith("/sendMail"))
+            throttled_before = cloud.graph.throttled
+            started = time.perf_counter()
+            for process in workers:
+                assert process.stdin is not None
+                process.stdin.write("go\n")
+                process.stdin.flush()
+            reports = []
+            for process in workers:
+                out, _ = process.communicate(timeout=1800)
+                if process.returncode != 0:
+                    raise RuntimeError(f"a worker failed (exit {process.returncode})")
+                reports.append(json.loads(out.strip().splitlines()[-1]))
+            elapsed = time.perf_counter() - started
+            table = TableClient.from_connection_string(azurite.connection_string, env["M365_SEND_TABLE"])
+            dead = len(list(table.query_entities("PartitionKey eq 'deadletter'")))
+            poisoned = host.poisoned()
+        finally:
+            azurite.close()
+        recipients = [mail.message["toRecipients"][0]["emailAddress"]["address"] for mail in cloud.graph.sent]
+        graph_requests = (
+            sum(n for path, n in cloud.graph.requests.items() if path.endswith("/sendMail")) - requests_before
+        )
+        ceiling = min(LIMITS["concurrency"] / LIMITS["latency"], LIMITS["rate"] / LIMITS["window"]) * mailboxes
+        sent = len(set(recipients))
+        return {
+            "pacing": pacing,
+            "mailboxes": mailboxes,
+            "messages": count,
+            "sent": sent,
+            "sent_twice": len(recipients) - sent,
+            "lost": count - sent - dead - poisoned,
+            "dead_lettered": dead + poisoned,
+            "seconds": elapsed,
+            "sends_per_second": sent / elapsed,
+            "ceiling_per_second": ceiling,
+            "ratio": sent / elapsed / ceiling,
+            "graph_requests": graph_requests,
+            "throttled_429": cloud.graph.throttled - throttled_before,
+            "storage_requests": {
+                kind: sum(r["storage_requests"].get(kind, 0) for r in reports)
+                for kind in sorted({k for r in reports for k in r["storage_requests"]})
+            },
+        }
+
+
+def overhead(count: int = 300) -> dict[str, Any]:
+    """What the shared limiter adds to one Graph request when the window has room: ``count`` slots, one
+    at a time, against Azurite (median and 95th percentile, ms), and the storage transactions each took."""
+    import statistics
+
+    from azure.data.tables import TableClient
+    from azure.storage.blob import ContainerClient
+
+    from m365send.pacing import MailboxPacer
+    from m365send.shared_pacing import SharedMailboxLimiter
+    from standins.azurite import Azurite
+
+    azurite = Azurite()
+    try:
+        options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
+        limiter = SharedMailboxLimiter(
+            container=ContainerClient.from_connection_string(azurite.connection_string, "pacing", **options),
+            table=TableClient.from_connection_string(azurite.connection_string, "pacing", **options),
+            app_id="bench",
+            concurrency=4,
+            rate=10_000,
+            window=600,
+            lease_seconds=30,
+            max_wait=30,
+            local=MailboxPacer(concurrency=4, rate=10_000, window=600, max_wait=30),
+            create_missing=True,
+        )
+        with limiter.slot("ops@contoso.com"):  # creates the container, table and slot blobs
+            pass
+        before = sum(limiter.storage_requests.values())
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            with limiter.slot("ops@contoso.com"):
+                times.append((time.perf_counter() - started) * 1000)
+        per_slot = (sum(limiter.storage_requests.values()) - before) / count
+    finally:
+        azurite.close()
+    times.sort()
+    return {
+        "overhead_ms_median": statistics.median(times),
+        "overhead_ms_p95": times[int(len(times) * 0.95)],
+        "storage_requests_per_slot": per_slot,
+    }
+
+
+def main() -> None:
+    """``worker``, or N: the three rows, one JSON line each."""
+    if sys.argv[1] == "worker":
+        worker()
+        return
+    count = int(sys.argv[1])
+    rows = [("worker", 1), ("shared", 1), ("shared", 2)]
+    if len(sys.argv) > 2:  # e.g. worker-2 shared-1: only these rows
+        rows = [(name.split("-")[0], int(name.split("-")[1])) for name in sys.argv[2:]]
+    for pacing, mailboxes in rows:
+        print(json.dumps(run(count, pacing=pacing, mailboxes=mailboxes)), flush=True)
+    print(json.dumps(overhead()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
