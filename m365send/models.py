@@ -43,6 +43,7 @@ __all__ = [
     "fold_address",
     "parse_message_json",
     "parse_send_request",
+    "split_recipients",
     "structure_problem",
 ]
 
@@ -166,7 +167,7 @@ class EmailAddress(_Model):
         validation_alias=_alias("Address"),
         title="Address",
         description="Email address (RFC 5321), e.g. ann@contoso.com.",
-        json_schema_extra={"format": "email", "maxLength": 254},
+        json_schema_extra={"format": "email", "minLength": 1, "maxLength": 254},
     )
 
     @field_validator("name", mode="before")
@@ -326,6 +327,17 @@ class Attachment(_Model):
         return self.blob.rsplit("/", 1)[-1]
 
 
+def split_recipients(value: Any) -> Any:
+    """``"a@contoso.com; b@contoso.com"`` (as Outlook's "Send an email" takes them) → a list of addresses.
+
+    Semicolons and commas separate; blanks around and between them are ignored. Anything that is
+    not a string is returned as it is, for the list validation to judge.
+    """
+    if not isinstance(value, str):
+        return value
+    return [{"Address": part.strip()} for part in re.split(r"[;,]", value) if part.strip()]
+
+
 class EmailMessage(_Model):
     """The seed block's ``EmailMessage``: To and From are required, everything else has a default."""
 
@@ -387,6 +399,7 @@ class EmailMessage(_Model):
     def _to(cls, value: Any) -> Any:
         if value is None:
             raise _null("To")
+        value = split_recipients(value)
         if value == []:
             raise _empty("To")
         return value
@@ -398,7 +411,12 @@ class EmailMessage(_Model):
             raise _null("From")
         return value
 
-    @field_validator("cc", "bcc", "attachments", mode="before")
+    @field_validator("cc", "bcc", mode="before")
+    @classmethod
+    def _copies(cls, value: Any) -> Any:
+        return [] if value is None else split_recipients(value)
+
+    @field_validator("attachments", mode="before")
     @classmethod
     def _null_list_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
@@ -553,6 +571,7 @@ def _recipients_problem(message: Mapping[str, Any]) -> FieldProblem | None:
     # Counted before any address is validated: 60,000 recipients would otherwise cost seconds of CPU.
     lists = [message.get(k) for k in ("To", "to", "Cc", "cc", "Bcc", "bcc")]
     count = sum(len(v) for v in lists if isinstance(v, list))
+    count += sum(v.count(";") + v.count(",") + 1 for v in lists if isinstance(v, str))
     if count <= MAX_RECIPIENTS:
         return None
     return FieldProblem(

@@ -1,12 +1,16 @@
 """The HTTP API as an OpenAPI 2.0 (Swagger) document that imports as a Power Automate custom connector.
 
-Generated from the pydantic models, so it cannot drift from what the API accepts; a copy is kept
-in ``openapi/m365send.swagger.json`` (regenerate with ``python -m m365send.openapi``).
+Generated from the pydantic models, so it cannot drift from what the API accepts. The connector
+package in ``connector/`` (PowerPlatformConnectors layout) holds it as ``apiDefinition.swagger.json``
+with ``apiProperties.json``; regenerate both with ``python -m m365send.openapi --connector connector``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -14,7 +18,17 @@ from pydantic import BaseModel, Field
 from m365send.envelope import MAX_KEY_LENGTH
 from m365send.models import CONTROL_CLASS, EmailMessage
 
-__all__ = ["AcceptedAnswer", "FieldError", "Problem", "ValidAnswer", "swagger"]
+__all__ = [
+    "AcceptedAnswer",
+    "FieldError",
+    "Problem",
+    "Publisher",
+    "ValidAnswer",
+    "connector_properties",
+    "swagger",
+    "title_case",
+    "write_connector",
+]
 
 VERSION = "0.1.0"
 PLACEHOLDER_HOST = "func-m365send.azurewebsites.net"
@@ -25,59 +39,94 @@ _ADDRESS = f"[^@\\s{CONTROL_CLASS}]+"
 class AcceptedAnswer(BaseModel):
     """202: Graph accepted the email for delivery."""
 
-    status: Literal["accepted"] = Field(title="Status")
-    requestId: str = Field(title="Request id", description="Quote it when asking about this email.")  # noqa: N815
+    status: Literal["accepted"] = Field(title="Status", description="Always accepted: Graph took the email.")
+    requestId: str = Field(  # noqa: N815
+        title="Request ID", description="This request's id; quote it when asking about this email."
+    )
     mailbox: str = Field(title="Mailbox", description="The mailbox the email was sent as.")
-    graphRequestId: str | None = Field(default=None, title="Graph request id")  # noqa: N815
+    graphRequestId: str | None = Field(  # noqa: N815
+        default=None, title="Graph Request ID", description="Microsoft Graph's id for its request, when it gave one."
+    )
     idempotencyKey: str | None = Field(  # noqa: N815
-        default=None, title="Idempotency key", description="The Idempotency-Key this send was made under, if any."
+        default=None, title="Idempotency Key", description="The Idempotency-Key this send was made under, if any."
     )
 
 
 class ValidAnswer(BaseModel):
     """200: the message is valid and may be sent as this mailbox (nothing was sent)."""
 
-    status: Literal["valid"] = Field(title="Status")
-    requestId: str = Field(title="Request id")  # noqa: N815
-    mailbox: str = Field(title="Mailbox")
+    status: Literal["valid"] = Field(title="Status", description="Always valid: the email could be sent as it is.")
+    requestId: str = Field(title="Request ID", description="This request's id.")  # noqa: N815
+    mailbox: str = Field(title="Mailbox", description="The mailbox the email would be sent as.")
 
 
 class FieldError(BaseModel):
     """One thing wrong with one field."""
 
     field: str = Field(title="Field", description="Path of the field, e.g. To[0].Address.")
-    code: str = Field(title="Code")
-    message: str = Field(title="Message")
-    exception: str = Field(title="Exception", description="The original block's exception name for this case.")
+    code: str = Field(title="Code", description="What kind of problem, e.g. empty or invalid.")
+    message: str = Field(title="Message", description="What was wrong, for a person to read.")
+    exception: str = Field(
+        title="Exception", description="The Send Email Using Microsoft 365 block's exception name for this case."
+    )
 
 
 class Problem(BaseModel):
-    """An RFC 9457 problem: what went wrong, and nothing was sent."""
+    """An RFC 9457 problem: what went wrong, and nothing was sent (the body of every error answer)."""
 
-    type: str = Field(title="Type", description="urn:m365send:problem:<kind>; see the README's error table.")
-    title: str = Field(title="Title")
-    status: int = Field(title="HTTP status")
+    type: str = Field(title="Type", description="urn:m365send:problem:<kind>; see docs/api.md's error table.")
+    title: str = Field(title="Title", description="The kind of problem, in words.")
+    status: int = Field(title="HTTP Status", description="The HTTP status of the answer.")
     detail: str = Field(title="Detail", description="What was wrong and how to fix it.")
-    instance: str = Field(title="Instance")
-    requestId: str = Field(title="Request id")  # noqa: N815
-    exception: str | None = Field(default=None, title="Exception")
-    errors: list[FieldError] | None = Field(default=None, title="Field errors")
-    graphCode: str | None = Field(default=None, title="Graph error code")  # noqa: N815
-    graphStatus: int | None = Field(default=None, title="Graph HTTP status")  # noqa: N815
-    retryAfter: int | None = Field(default=None, title="Retry after (seconds)")  # noqa: N815
-    settings: list[str] | None = Field(default=None, title="Settings to fix")
+    instance: str = Field(title="Instance", description="This occurrence, as a URN.")
+    requestId: str = Field(title="Request ID", description="This request's id.")  # noqa: N815
+    exception: str | None = Field(default=None, title="Exception", description="The block's exception name.")
+    errors: list[FieldError] | None = Field(default=None, title="Field Errors", description="One per bad field.")
+    graphCode: str | None = Field(default=None, title="Graph Error Code", description="Graph's own code.")  # noqa: N815
+    graphStatus: int | None = Field(  # noqa: N815
+        default=None, title="Graph HTTP Status", description="Graph's own status."
+    )
+    retryAfter: int | None = Field(  # noqa: N815
+        default=None, title="Retry After", description="Seconds to wait before trying again."
+    )
+    settings: list[str] | None = Field(default=None, title="Settings to Fix", description="App settings to fix.")
 
 
-# How the connector shows the enums: the names the seed uses (lower case is accepted too).
+# How the connector shows the enums: the names the block uses (lower case is accepted too).
 _ENUM_NAMES = {"Priority": ["Low", "Normal", "High"], "BodyFormat": ["Text", "Html"]}
 # What a maker reads for each definition (the docstrings are written for developers).
 _SUMMARIES = {
-    "EmailMessage": ("Email message", "The email to send: recipients, sender, subject, body and attachments."),
-    "EmailAddress": ("Email address", "A mailbox: an address and an optional display name."),
+    "EmailMessage": ("Email Message", "The email to send: recipients, sender, subject, body and attachments."),
     "Attachment": ("Attachment", "A file: inline (base64) or a reference to a blob in an allowed container."),
-    "Priority": ("Priority", "Low, Normal or High; empty means Normal."),
-    "BodyFormat": ("Body format", "Text or Html; empty means Text."),
+    "AcceptedAnswer": ("Accepted", "Microsoft Graph accepted the email for delivery."),
+    "ValidAnswer": ("Valid", "The email is valid and may be sent as this mailbox; nothing was sent."),
 }
+# Words Title Case leaves in lower case unless they come first.
+_SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "in", "of", "on", "or", "the", "to", "via"}
+_RECIPIENTS = "Email addresses separated by semicolons, e.g. ann@contoso.com; bob@contoso.com."
+
+
+def title_case(text: str) -> str:
+    """``"Graph request id"`` → ``"Graph Request ID"``: how the designer's field labels are written."""
+    words = []
+    for index, word in enumerate(text.split(" ")):
+        if word.lower() == "id":
+            words.append("ID")
+        elif index and word.lower() in _SMALL_WORDS:
+            words.append(word.lower())
+        else:
+            words.append(word[:1].upper() + word[1:])
+    return " ".join(words)
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """Who publishes the connector: certification asks for a contact, a website and a privacy policy."""
+
+    name: str = "Contoso IT"
+    website: str = "https://www.contoso.com"
+    privacy_policy: str = "https://www.contoso.com/privacy"
+    email: str = "it@contoso.com"
 
 
 def _swagger_schema(schema: Any) -> Any:
@@ -105,54 +154,97 @@ def _swagger_schema(schema: Any) -> Any:
         if key == "properties":
             converted[key] = {name: _swagger_schema(prop) for name, prop in value.items()}
         if key == "title":
-            converted["x-ms-summary"] = value
+            converted["title"] = converted["x-ms-summary"] = title_case(value)
     return converted
+
+
+def _message_for_makers(definitions: dict[str, Any]) -> None:
+    """The designer's view of the message: fields a maker meets first, the rest under advanced options.
+
+    A ``$ref`` cannot carry a label or a visibility, so From, Priority and BodyFormat are inlined;
+    recipients are one semicolon-separated text each, as Outlook's "Send an email (V2)" takes them
+    (the app accepts lists too).
+    """
+    message = definitions["EmailMessage"]["properties"]
+    address = definitions.pop("EmailAddress")
+    for name, visibility in (("To", "important"), ("Cc", "advanced"), ("Bcc", "advanced")):
+        summary = message[name]["x-ms-summary"]
+        message[name] = {
+            "type": "string",
+            "title": summary,
+            "x-ms-summary": summary,
+            "description": _RECIPIENTS if name == "To" else _RECIPIENTS.replace("Email addresses", "Copy recipients"),
+            "x-ms-visibility": visibility,
+        }
+    message["To"]["minLength"] = 1
+    message["From"] = {
+        **address,
+        "title": "From",
+        "x-ms-summary": "From",
+        "description": "The sender: the mailbox, or an address it may send as.",
+        "x-ms-visibility": "important",
+    }
+    for name, visibility, default in (("Priority", "advanced", "Normal"), ("BodyFormat", "advanced", "Html")):
+        enum = definitions.pop(name)
+        message[name] = {
+            **enum,
+            "enum": _ENUM_NAMES[name],
+            "default": default,
+            "x-nullable": True,
+            "title": message[name].get("title", title_case(name)),
+            "x-ms-summary": "Body Format" if name == "BodyFormat" else "Priority",
+            "x-ms-visibility": visibility,
+        }
+    message["BodyFormat"]["description"] = "Html (the designer's rich text) or Text; the API alone defaults to Text."
+    message["Body"].update({"format": "html", "x-ms-visibility": "important"})
+    message["Subject"]["x-ms-visibility"] = "important"
+    message["Attachments"]["x-ms-visibility"] = "advanced"
 
 
 def _definitions() -> dict[str, Any]:
     definitions: dict[str, Any] = {}
-    for model in (EmailMessage, AcceptedAnswer, ValidAnswer, Problem):
+    for model in (EmailMessage, AcceptedAnswer, ValidAnswer):
         schema = model.model_json_schema(by_alias=True, ref_template="#/definitions/{model}")
         for name, nested in schema.pop("$defs", {}).items():
             definitions[name] = _swagger_schema(nested)
         definitions[model.__name__] = _swagger_schema(schema)
-    for name, values in _ENUM_NAMES.items():
-        definitions[name].update(enum=values, default=values[1] if name == "Priority" else values[0])
-        definitions[name]["x-nullable"] = True
     for name, (summary, description) in _SUMMARIES.items():
         definitions[name].update({"title": summary, "x-ms-summary": summary, "description": description})
+    _message_for_makers(definitions)
     # What the designer shows as a sample, and what an API tester sends first.
     definitions["EmailMessage"]["example"] = {
-        "To": [{"Address": "recipient@outlook.com"}],
+        "To": "recipient@outlook.com",
         "From": {"Address": "notifications@contoso.com"},
         "Subject": "Example email subject",
-        "Body": "Example email body",
+        "Body": "<p>Example email body</p>",
+        "BodyFormat": "Html",
     }
     return dict(sorted(definitions.items()))
 
 
 def _problem_responses() -> dict[str, Any]:
     meanings = {
-        "400": "The message is not valid, or Graph refused a recipient",
-        "403": "Not allowed to send as this mailbox",
-        "404": "The sending mailbox does not exist",
-        "409": "The idempotency key was used for another message",
-        "413": "The message is larger than Graph accepts",
-        "422": "Microsoft Graph refused the email",
-        "500": "The service is misconfigured or its Microsoft 365 credential cannot be used",
-        "502": "Microsoft Graph's answer was lost: repeat with the same Idempotency-Key",
-        "503": "Busy or unavailable (the key in use, or a dependency down): try again after Retry-After",
+        "400": "The message is not valid, or Graph refused a recipient.",
+        "403": "Not allowed to send as this mailbox.",
+        "404": "The sending mailbox does not exist.",
+        "409": "The idempotency key was used for another message.",
+        "413": "The message is larger than Graph accepts.",
+        "422": "Microsoft Graph refused the email.",
+        "500": "The service is misconfigured or its Microsoft 365 credential cannot be used.",
+        "502": "Microsoft Graph's answer was lost: repeat with the same Idempotency-Key.",
+        "503": "Busy or unavailable (the key in use, or a dependency down): try again after Retry-After.",
     }
-    return {code: {"description": text, "schema": {"$ref": "#/definitions/Problem"}} for code, text in meanings.items()}
+    # Only a success answer has a schema (certification rule); every error body is a Problem (docs/api.md).
+    return {code: {"description": text} for code, text in meanings.items()}
 
 
-def swagger(*, host: str = PLACEHOLDER_HOST) -> dict[str, Any]:
-    """The OpenAPI 2.0 document for ``host``."""
+def swagger(*, host: str = PLACEHOLDER_HOST, publisher: Publisher = Publisher()) -> dict[str, Any]:
+    """The OpenAPI 2.0 document for ``host``: the connector's apiDefinition.swagger.json."""
     body = {
         "name": "message",
         "in": "body",
         "required": True,
-        "x-ms-summary": "Email message",
+        "x-ms-summary": "Email Message",
         "description": "The email to send.",
         "schema": {"$ref": "#/definitions/EmailMessage"},
     }
@@ -161,7 +253,8 @@ def swagger(*, host: str = PLACEHOLDER_HOST) -> dict[str, Any]:
         "in": "query",
         "required": False,
         "type": "string",
-        "x-ms-summary": "Send as mailbox",
+        "x-ms-summary": "Send as Mailbox",
+        "x-ms-visibility": "advanced",
         "description": "Mailbox to send as (address or object id); empty means the service's default mailbox.",
         # An object id (GUID) or an address; the app checks the address fully (RFC 5321).
         "pattern": f"^(?:[0-9a-fA-F]{{8}}-(?:[0-9a-fA-F]{{4}}-){{3}}[0-9a-fA-F]{{12}}|{_ADDRESS}@{_ADDRESS})$",
@@ -172,7 +265,8 @@ def swagger(*, host: str = PLACEHOLDER_HOST) -> dict[str, Any]:
         "in": "header",
         "required": False,
         "type": "string",
-        "x-ms-summary": "Idempotency key",
+        "x-ms-summary": "Idempotency Key",
+        "x-ms-visibility": "advanced",
         "description": "Send the same key again to retry safely: the email goes out at most once.",
         "minLength": 1,
         "maxLength": MAX_KEY_LENGTH,
@@ -183,7 +277,11 @@ def swagger(*, host: str = PLACEHOLDER_HOST) -> dict[str, Any]:
         "info": {
             "title": "m365send",
             "version": VERSION,
-            "description": "Send email as a Microsoft 365 mailbox through Microsoft Graph.",
+            "description": (
+                "Send email as a Microsoft 365 mailbox through Microsoft Graph from your own Azure Function App: "
+                "validated messages, attachments up to 150 MB, and at most one email per idempotency key."
+            ),
+            "contact": {"name": publisher.name, "url": publisher.website, "email": publisher.email},
         },
         "host": host,
         "basePath": "/api",
@@ -209,7 +307,7 @@ def swagger(*, host: str = PLACEHOLDER_HOST) -> dict[str, Any]:
                     "parameters": [body, sender, idempotency],
                     "responses": {
                         "202": {
-                            "description": "Accepted for delivery",
+                            "description": "Accepted for delivery.",
                             "schema": {"$ref": "#/definitions/AcceptedAnswer"},
                         },
                         **_problem_responses(),
@@ -224,15 +322,93 @@ def swagger(*, host: str = PLACEHOLDER_HOST) -> dict[str, Any]:
                     "x-ms-visibility": "advanced",
                     "parameters": [body, sender],
                     "responses": {
-                        "200": {"description": "The email is valid", "schema": {"$ref": "#/definitions/ValidAnswer"}},
+                        "200": {"description": "The email is valid.", "schema": {"$ref": "#/definitions/ValidAnswer"}},
                         **{k: v for k, v in _problem_responses().items() if k in ("400", "403", "413", "500")},
                     },
                 }
             },
         },
         "definitions": _definitions(),
+        "x-ms-connector-metadata": [
+            {"propertyName": "Website", "propertyValue": publisher.website},
+            {"propertyName": "Privacy policy", "propertyValue": publisher.privacy_policy},
+            {"propertyName": "Categories", "propertyValue": "Communication;IT Operations"},
+        ],
     }
 
 
+ICON_BRAND_COLOR = "#0F6CBD"  # the background of connector/icon.png
+
+
+def connector_properties(publisher: Publisher = Publisher()) -> dict[str, Any]:
+    """The connector's apiProperties.json: the function key and the Function App's host, asked per connection."""
+    return {
+        "properties": {
+            "connectionParameters": {
+                "hostName": {
+                    "type": "string",
+                    "uiDefinition": {
+                        "displayName": "Function App Host",
+                        "description": "Host name of your m365send Function App, e.g. func-m365send.azurewebsites.net.",
+                        "tooltip": "The Function App's default domain, without https://",
+                        "constraints": {"required": "true", "tabIndex": 1},
+                    },
+                },
+                "api_key": {
+                    "type": "securestring",
+                    "uiDefinition": {
+                        "displayName": "Function Key",
+                        "description": "A function key of that Function App (Azure portal: the app's App keys).",
+                        "tooltip": "The key is sent as the x-functions-key header",
+                        "constraints": {"required": "true", "clearText": False, "tabIndex": 2},
+                    },
+                },
+            },
+            "iconBrandColor": ICON_BRAND_COLOR,
+            "capabilities": ["actions"],
+            "publisher": publisher.name,
+            "stackOwner": publisher.name,
+            "policyTemplateInstances": [
+                {
+                    "templateId": "dynamichosturl",
+                    "title": "Function App host",
+                    "parameters": {
+                        "x-ms-apimTemplateParameter.urlTemplate": "https://@connectionParameters('hostName')/api"
+                    },
+                }
+            ],
+        }
+    }
+
+
+def write_connector(directory: Path, *, host: str = PLACEHOLDER_HOST, publisher: Publisher = Publisher()) -> None:
+    """Write apiDefinition.swagger.json and apiProperties.json (the icon and readme.md are kept by hand)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, document in (
+        ("apiDefinition.swagger.json", swagger(host=host, publisher=publisher)),
+        ("apiProperties.json", connector_properties(publisher)),
+    ):
+        (directory / name).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the document, or write the connector package with ``--connector DIR``."""
+    parser = argparse.ArgumentParser(prog="python -m m365send.openapi", description=main.__doc__)
+    parser.add_argument("--connector", type=Path, metavar="DIR", help="write the connector package into DIR")
+    parser.add_argument("--host", default=PLACEHOLDER_HOST, help="the Function App's host name")
+    parser.add_argument("--publisher", default=Publisher.name, help="your organization")
+    parser.add_argument("--website", default=Publisher.website)
+    parser.add_argument("--privacy-policy", default=Publisher.privacy_policy)
+    parser.add_argument("--email", default=Publisher.email, help="the connector's contact address")
+    args = parser.parse_args(argv)
+    publisher = Publisher(args.publisher, args.website, args.privacy_policy, args.email)
+    if args.connector:
+        write_connector(args.connector, host=args.host, publisher=publisher)
+        print(f"wrote {args.connector}/apiDefinition.swagger.json and apiProperties.json")
+        return 0
+    print(json.dumps(swagger(host=args.host, publisher=publisher), indent=2))
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(swagger(), indent=2))
+    raise SystemExit(main())

@@ -156,3 +156,31 @@ def test_content_bytes_are_valid_exactly_when_base64_decodes_them(text: str) -> 
         codes = [p.code for p in error.problems]
 
     assert codes == ([] if decodes else ["invalid_base64"])
+
+
+def test_recipients_may_be_one_string_separated_by_semicolons(seed_message: dict[str, Any]) -> None:
+    seed_message.update(To="ann@fabrikam.com; bob@fabrikam.com;", Cc="carol@fabrikam.com, dan@fabrikam.com", Bcc="")
+
+    message = parse_send_request(seed_message).message
+
+    assert [r.address for r in message.to] == ["ann@fabrikam.com", "bob@fabrikam.com"]
+    assert [r.address for r in message.cc] == ["carol@fabrikam.com", "dan@fabrikam.com"]
+    assert message.bcc == []
+
+
+def test_a_bad_address_in_a_recipient_string_is_named_by_its_place(seed_message: dict[str, Any]) -> None:
+    seed_message["To"] = "ann@fabrikam.com; not-an-address"
+
+    with pytest.raises(RequestInvalid) as caught:
+        parse_send_request(seed_message)
+
+    assert [p.field for p in caught.value.problems] == ["To[1].Address"]
+
+
+def test_a_recipient_string_of_only_separators_is_an_empty_to(seed_message: dict[str, Any]) -> None:
+    seed_message["To"] = " ; , "
+
+    with pytest.raises(RequestInvalid) as caught:
+        parse_send_request(seed_message)
+
+    assert [(p.field, p.exception) for p in caught.value.problems] == [("To", "PropertyEmptyException")]
