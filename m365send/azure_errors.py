@@ -56,12 +56,23 @@ def azure_errors(
     denied: Callable[[], M365SendError] | None = None,
     modified: Callable[[], M365SendError] | None = None,
     refused: Callable[[HttpResponseError], M365SendError] | None = None,
+    where: str | None = None,
 ) -> Iterator[None]:
-    """Raise ``AzureError``s from the block as m365send errors; ``what`` names the resource in the message."""
+    """Raise ``AzureError``s from the block as m365send errors.
+
+    ``what`` names the resource in the message; ``where`` (its endpoint) is named too when it is
+    unreachable, with what to check, so a wrong setting or a stopped Azurite reads as such.
+    """
     try:
         yield
     except AzureError as exc:
         mapped = _map(exc, what, not_found, denied, modified, refused)
+        if where is not None and isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+            reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
+            mapped = DependencyUnavailable(
+                f"{what} at {where} is unreachable ({reason}): check AzureWebJobsStorage, and that the "
+                "storage account (or, locally, Azurite: ./scripts/local) is running"
+            )
         raise mapped from safe_cause(exc)
 
 

@@ -10,6 +10,7 @@ import argparse
 import base64
 import json
 import mimetypes
+import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,14 +21,15 @@ from typing import Any
 from m365send.answers import problem
 from m365send.attachments import chunk_ranges
 from m365send.envelope import key_of, replayable
-from m365send.errors import M365SendError, SenderNotAllowed, outcome_of
+from m365send.errors import ConfigurationInvalid, M365SendError, SenderNotAllowed, outcome_of
 from m365send.graph_message import attachment_item, file_attachment, graph_message, send_mail_body
 from m365send.models import SendRequest, fold_address, parse_send_request
 from m365send.sendlog import Scope, SendStatus, scoped_key
 from m365send.sendonce import Failed, SendCommand, Sent
 from m365send.service import SendPlan
+from m365send.settings import Settings
 from m365send.tables import DeadLetter
-from m365send.wiring import Storage, Worker, build_parts
+from m365send.wiring import Storage, Worker, build_parts, build_service
 
 __all__ = ["main"]
 
@@ -226,12 +228,41 @@ def _dry_run(plan: SendPlan, request: SendRequest, graph_base_url: str) -> dict[
     return {"draft": steps}
 
 
+def _offline_settings(args: argparse.Namespace) -> Settings:
+    """Settings for a dry run on a machine without the app settings: only the sending mailbox matters."""
+    sender = os.environ.get("M365_SENDER") or args.sender or args.from_
+    if not sender and args.file:
+        given = _message(args, lambda: "").get("From") or {}
+        sender = given.get("Address") if isinstance(given, dict) else None
+    if not sender:
+        raise UsageError("--dry-run without the app settings needs the sending mailbox: pass --sender or --from")
+    # Nothing is contacted: the credential settings only have to be well-formed.
+    return Settings(
+        tenant_id="dry-run",
+        client_id="dry-run",
+        key_vault_url="https://dry-run.invalid",
+        client_secret_name="dry-run",  # noqa: S106 (a secret's name, never read)
+        certificate_name=None,
+        sender=sender,
+    )
+
+
+def _dry_run_command(worker: Worker, args: argparse.Namespace) -> int:
+    try:
+        settings, service = worker.settings(), worker.service()
+    except ConfigurationInvalid:
+        settings = _offline_settings(args)
+        service = build_service(settings)
+    request = parse_send_request(_message(args, lambda: settings.sender), sender=args.sender)
+    print(json.dumps(_dry_run(service.plan(request), request, settings.graph_base_url), indent=2))
+    return 0
+
+
 def _send(worker: Worker, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _dry_run_command(worker, args)
     settings = worker.settings()
     request = parse_send_request(_message(args, lambda: settings.sender), sender=args.sender)
-    if args.dry_run:
-        print(json.dumps(_dry_run(worker.service().plan(request), request, settings.graph_base_url), indent=2))
-        return 0
     outcome = worker.engine(args.key is not None).handle(SendCommand(request, Scope.HTTP, args.key))
     if isinstance(outcome, Failed):
         raise outcome.error
@@ -356,7 +387,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     send = commands.add_parser("send", help="send a message from a JSON file or from flags")
     _message_arguments(send)
-    send.add_argument("--dry-run", action="store_true", help="print the Graph request instead of sending")
+    send.add_argument(
+        "--dry-run", action="store_true", help="print the Graph request instead of sending (needs no credential)"
+    )
     send.add_argument(
         "--key", help="idempotency key, shared with the HTTP API's Idempotency-Key (needs storage settings)"
     )

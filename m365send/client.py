@@ -57,6 +57,11 @@ class OutboxClient:
         """The queue's name."""
         return str(self._queue.queue_name)
 
+    @property
+    def endpoint(self) -> str:
+        """The queue's URL, without any SAS token (safe to show)."""
+        return str(self._queue.url).split("?", 1)[0]
+
     def poison(self) -> OutboxClient:
         """The host's poison queue for this queue (``<queue>-poison``), with the same account and credential."""
         return OutboxClient(
@@ -71,7 +76,7 @@ class OutboxClient:
 
     def peek(self, *, limit: int = 32) -> list[PeekedMessage]:
         """Up to 32 messages from the front of the queue, without taking them (none if the queue does not exist)."""
-        with azure_errors(f"the queue {self.queue_name}"):
+        with azure_errors(f"the queue {self.queue_name}", where=self.endpoint):
             try:
                 return [
                     PeekedMessage(str(m.id), bytes(m.content), int(m.dequeue_count or 0), m.inserted_on)
@@ -83,7 +88,7 @@ class OutboxClient:
     def move_to(self, target: OutboxClient, *, body_for: Callable[[bytes], bytes], only: str | None = None) -> int:
         """Move messages (``only`` one id, else all visible) to ``target``, rewritten by ``body_for``; how many."""
         moved = 0
-        with azure_errors(f"the queue {self.queue_name}"):
+        with azure_errors(f"the queue {self.queue_name}", where=self.endpoint):
             try:
                 for message in self._queue.receive_messages(messages_per_page=32, visibility_timeout=60):
                     if only is not None and message.id != only:
@@ -116,7 +121,10 @@ class OutboxClient:
 
     def create_queue(self) -> None:
         """Create the queue if it does not exist (local development; Bicep creates it in Azure)."""
-        with azure_errors(f"the queue {self.queue_name}"), contextlib.suppress(ResourceExistsError):
+        with (
+            azure_errors(f"the queue {self.queue_name}", where=self.endpoint),
+            contextlib.suppress(ResourceExistsError),
+        ):
             self._queue.create_queue()
 
     def enqueue(
@@ -157,5 +165,7 @@ class OutboxClient:
         not_there = (
             f"the queue {self.queue_name} does not exist: create it (m365send enqueue --create-queue, or the Bicep)"
         )
-        with azure_errors(f"the queue {self.queue_name}", not_found=lambda: DependencyUnavailable(not_there)):
+        with azure_errors(
+            f"the queue {self.queue_name}", where=self.endpoint, not_found=lambda: DependencyUnavailable(not_there)
+        ):
             self._queue.send_message(body.decode(), visibility_timeout=math.ceil(delay) if delay else None)

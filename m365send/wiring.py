@@ -177,7 +177,7 @@ def build_pacer(settings: Settings) -> Pacer:
     from m365send.shared_pacing import SharedMailboxLimiter
 
     # Fail fast: a slow limiter must not hold a send; the worker paces on its own instead.
-    options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 2, "retry_total": 0}
+    options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
     if settings.storage_connection:
         container = ContainerClient.from_connection_string(
             settings.storage_connection, settings.pacing_container, **options
@@ -258,7 +258,7 @@ def build_storage(settings: Settings) -> Storage:
     if settings.storage_connection:
         # Local storage (Azurite) starts empty; in Azure the Bicep creates the table, and the app's
         # role is scoped to that one table, so it could not create tables anyway.
-        with azure_errors("Table storage"):
+        with azure_errors("Table storage", where=tables.url):
             tables.create_table_if_not_exists(settings.send_table)
     return Storage(
         sends=TableSendLog(

@@ -34,7 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    message = json.loads(Path(args.message).read_text(encoding="utf-8")) if args.message else SEED_EXAMPLE
+    message: Any = SEED_EXAMPLE
+    if args.message:
+        try:
+            message = json.loads(Path(args.message).read_text(encoding="utf-8"))
+        except OSError as exc:
+            print(f"error: cannot read --message {args.message}: {exc.strerror}", file=sys.stderr)
+            return 2
+        except ValueError as exc:
+            print(f"error: --message {args.message} is not JSON: {exc}", file=sys.stderr)
+            return 2
 
     with LocalCloud() as cloud, contextlib.ExitStack() as stack:
         cloud.apply(args.credential)

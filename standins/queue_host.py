@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -77,11 +78,22 @@ class QueueHost:
     def drain(self, *, timeout: float = 30.0, parallel: int = 1) -> None:
         """Run until the queue is empty (including messages handed back with a delay)."""
         deadline = time.monotonic() + timeout
+
+        def done(running: int) -> bool:
+            if time.monotonic() > deadline:
+                raise AssertionError("the queue did not drain in time")
+            return not running and not self.waiting()
+
+        self._run(done, parallel)
+
+    def serve(self, stop: threading.Event, *, parallel: int = 1) -> None:
+        """Run until ``stop`` is set, as the host's listener does while the app is up."""
+        self._run(lambda _: stop.is_set(), parallel)
+
+    def _run(self, done: Callable[[int], bool], parallel: int) -> None:
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             running: set[Future[None]] = set()
-            while running or self.waiting():
-                if time.monotonic() > deadline:
-                    raise AssertionError("the queue did not drain in time")
+            while not done(len(running)):
                 free = parallel - len(running)
                 received = []
                 if free > 0:
@@ -92,8 +104,8 @@ class QueueHost:
                     )
                     running |= {pool.submit(self._handle, message) for message in received}
                 if running:
-                    done, _ = wait(running, timeout=0.1, return_when=FIRST_COMPLETED)
-                    running -= done
+                    finished, _ = wait(running, timeout=0.1, return_when=FIRST_COMPLETED)
+                    running -= finished
                 elif not received:
                     time.sleep(0.1)
 

@@ -296,3 +296,38 @@ def test_ordinary_mistakes_are_one_line_and_exit_2(
     assert expected in err
     assert err.count("\n") == 1
     assert "Traceback" not in err + out
+
+
+def test_dry_run_needs_no_credential_settings(run: Run, cloud: LocalCloud) -> None:
+    names = ("M365_TENANT_ID", "M365_CLIENT_ID", "KEY_VAULT_URL", "M365_CLIENT_SECRET_NAME", "M365_SENDER")
+    unset = dict.fromkeys(names)
+
+    code, out, err = run("send", "--to", "ann@fabrikam.com", "--from", "ops@contoso.com", "--dry-run", **unset)
+
+    assert code == 0, err
+    assert json.loads(out)["url"].endswith("/users/ops@contoso.com/sendMail")
+    assert sum(cloud.graph.requests.values()) == 0
+
+
+def test_dry_run_without_settings_or_a_sender_says_what_to_pass(run: Run) -> None:
+    unset = dict.fromkeys(("M365_TENANT_ID", "M365_SENDER", "KEY_VAULT_URL", "M365_CLIENT_SECRET_NAME"))
+
+    code, _, err = run("send", "--to", "ann@fabrikam.com", "--dry-run", **unset)
+
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: --dry-run without the app settings needs the sending mailbox: pass --sender or --from"
+    ]
+
+
+def test_unreachable_storage_names_its_endpoint_and_what_to_check(run: Run) -> None:
+    dead = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;" + (
+        "QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+
+    code, _, err = run("enqueue", "--to", "ann@fabrikam.com", AzureWebJobsStorage=dead)
+
+    assert code == 1
+    assert "at http://127.0.0.1:9/devstoreaccount1 is unreachable (connection refused)" in err
+    assert "check AzureWebJobsStorage" in err
+    assert "Traceback" not in err
