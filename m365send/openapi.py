@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from m365send.envelope import MAX_KEY_LENGTH
-from m365send.models import CONTROL_CLASS, EmailMessage
+from m365send.models import CONTROL_CLASS, TEXT_PATTERN, EmailMessage
 
 __all__ = [
     "AcceptedAnswer",
@@ -103,6 +103,9 @@ _SUMMARIES = {
 }
 # Words Title Case leaves in lower case unless they come first.
 _SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "in", "of", "on", "or", "the", "to", "via"}
+# Text (no control characters) with at least one character that is not a separator.
+_TEXT_CHAR = f"[^{CONTROL_CLASS}]"
+_RECIPIENT_LIST = f"^{_TEXT_CHAR}*[^\\s;,{CONTROL_CLASS}]{_TEXT_CHAR}*$"
 _RECIPIENTS = "Email addresses separated by semicolons, e.g. ann@contoso.com; bob@contoso.com."
 
 
@@ -176,7 +179,11 @@ def _message_for_makers(definitions: dict[str, Any]) -> None:
             "description": _RECIPIENTS if name == "To" else _RECIPIENTS.replace("Email addresses", "Copy recipients"),
             "x-ms-visibility": visibility,
         }
+    # No control characters (as in every text field), and To holds at least one address.
+    for name in ("To", "Cc", "Bcc"):
+        message[name]["pattern"] = TEXT_PATTERN
     message["To"]["minLength"] = 1
+    message["To"]["pattern"] = _RECIPIENT_LIST
     message["From"] = {
         **address,
         "title": "From",

@@ -178,21 +178,23 @@ def build_pacer(settings: Settings) -> Pacer:
 
     # Fail fast: a slow limiter must not hold a send; the worker paces on its own instead.
     options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
-    if settings.storage_connection:
-        container = ContainerClient.from_connection_string(
-            settings.storage_connection, settings.pacing_container, **options
-        )
-        table = TableClient.from_connection_string(settings.storage_connection, settings.pacing_table, **options)
-    elif settings.blob_service_uri and settings.table_service_uri:
-        credential = _storage_credential(settings)
-        container = ContainerClient(
-            settings.blob_service_uri, settings.pacing_container, credential=credential, **options
-        )
-        table = TableClient(settings.table_service_uri, settings.pacing_table, credential=credential, **options)
-    else:
-        log.info(
-            "M365_GRAPH_PACING is shared but no storage is configured (AzureWebJobsStorage); each worker paces itself"
-        )
+    try:
+        if settings.storage_connection:
+            container = ContainerClient.from_connection_string(
+                settings.storage_connection, settings.pacing_container, **options
+            )
+            table = TableClient.from_connection_string(settings.storage_connection, settings.pacing_table, **options)
+        elif settings.blob_service_uri and settings.table_service_uri:
+            credential = _storage_credential(settings)
+            container = ContainerClient(
+                settings.blob_service_uri, settings.pacing_container, credential=credential, **options
+            )
+            table = TableClient(settings.table_service_uri, settings.pacing_table, credential=credential, **options)
+        else:
+            return local  # no storage (a local HTTP-only run): nothing to share with
+    except ValueError as exc:
+        # A connection string without a blob or table endpoint (e.g. a SAS for one service only).
+        log.warning("shared mailbox pacing needs blob and table endpoints (%s); each worker paces itself", exc)
         return local
     return SharedMailboxLimiter(
         container=container,

@@ -257,7 +257,7 @@ def test_deadletters_with_table_storage_down_is_one_clear_line(
 
     err = capsys.readouterr().err
     assert code == 1
-    assert err.startswith("error: Table storage is unreachable")
+    assert err.startswith("error: Table storage at ")
     assert err.count("\n") == 1
     assert "Traceback" not in err
 
