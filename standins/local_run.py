@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import socketserver
 import sys
 import threading
@@ -37,6 +38,10 @@ class _QuietHandler(WSGIRequestHandler):
         print(f"  {self.command} {self.path.split('?')[0]} -> {args[1] if len(args) > 1 else ''}", flush=True)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve until Ctrl-C (or until ``--seconds`` have passed, for tests)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # Ctrl-C stops it even when started from a shell that ignores SIGINT in the background; so does SIGTERM.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     print("Starting the Entra ID, Key Vault and Graph stand-ins and Azurite ...", flush=True)

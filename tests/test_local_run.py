@@ -68,8 +68,8 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
     reader = threading.Thread(target=lambda: run.lines.extend(iter(process.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
     yield run
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, "the local run did not stop cleanly on SIGTERM"
 
 
 def test_health_answers_without_a_key(local_run: LocalRun) -> None:
