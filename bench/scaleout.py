@@ -161,19 +161,16 @@ def overhead(count: int = 300) -> dict[str, Any]:
     at a time, against Azurite (median and 95th percentile, ms), and the storage transactions each took."""
     import statistics
 
-    from azure.data.tables import TableClient
-    from azure.storage.blob import ContainerClient
-
     from m365send.pacing import MailboxPacer
     from m365send.shared_pacing import SharedMailboxLimiter
     from standins.azurite import Azurite
 
     azurite = Azurite()
     try:
-        options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
-        limiter = SharedMailboxLimiter(
-            container=ContainerClient.from_connection_string(azurite.connection_string, "pacing", **options),
-            table=TableClient.from_connection_string(azurite.connection_string, "pacing", **options),
+        limiter = SharedMailboxLimiter.from_connection_string(
+            azurite.connection_string,
+            container="pacing",
+            table="pacing",
             app_id="bench",
             concurrency=4,
             rate=10_000,

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -50,6 +51,7 @@ __all__ = [
     "ARRIVAL_MARGIN",
     "BUCKETS",
     "FALLBACK_SECONDS",
+    "STORAGE_OPTIONS",
     "SharedMailboxLimiter",
     "Window",
     "WindowUse",
@@ -72,6 +74,9 @@ _HAND_OVER_SLACK = 0.05
 # How long a worker paces on its own after the limiter's storage failed, before trying it again.
 FALLBACK_SECONDS = 15.0
 _WINDOW_ROW = "window"
+# The limiter's storage clients fail fast: a slow limiter must not hold a send (the worker paces
+# on its own instead).
+STORAGE_OPTIONS: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
 # Poll for a free concurrency slot from this wait up to the cap (doubling, with full jitter).
 _POLL_FIRST = 0.01
 _POLL_CAP = 0.25
@@ -163,6 +168,17 @@ class SharedMailboxLimiter:
         self._ready = False
         self._down_until = 0.0
         self._requests: Counter[str] = Counter()
+
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, *, container: str, table: str, **limits: Any
+    ) -> SharedMailboxLimiter:
+        """A limiter over ``container`` and ``table`` of a storage connection string (Azurite locally)."""
+        return cls(
+            container=ContainerClient.from_connection_string(connection_string, container, **STORAGE_OPTIONS),
+            table=TableClient.from_connection_string(connection_string, table, **STORAGE_OPTIONS),
+            **limits,
+        )
 
     @contextmanager
     def slot(self, mailbox: str) -> Iterator[None]:

@@ -174,40 +174,41 @@ def build_pacer(settings: Settings) -> Pacer:
     from azure.data.tables import TableClient
     from azure.storage.blob import ContainerClient
 
-    from m365send.shared_pacing import SharedMailboxLimiter
+    from m365send.shared_pacing import STORAGE_OPTIONS, SharedMailboxLimiter
 
-    # Fail fast: a slow limiter must not hold a send; the worker paces on its own instead.
-    options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
+    limits: dict[str, Any] = {
+        "app_id": settings.client_id,
+        "concurrency": settings.mailbox_concurrency,
+        "rate": settings.mailbox_rate,
+        "window": settings.mailbox_window,
+        "lease_seconds": settings.pacing_lease_seconds,
+        "max_wait": settings.graph_max_retry_wait,
+        "local": local,
+    }
     try:
         if settings.storage_connection:
-            container = ContainerClient.from_connection_string(
-                settings.storage_connection, settings.pacing_container, **options
+            return SharedMailboxLimiter.from_connection_string(
+                settings.storage_connection,
+                container=settings.pacing_container,
+                table=settings.pacing_table,
+                create_missing=True,  # local storage (Azurite) starts empty; in Azure the Bicep creates both
+                **limits,
             )
-            table = TableClient.from_connection_string(settings.storage_connection, settings.pacing_table, **options)
-        elif settings.blob_service_uri and settings.table_service_uri:
+        if settings.blob_service_uri and settings.table_service_uri:
             credential = _storage_credential(settings)
-            container = ContainerClient(
-                settings.blob_service_uri, settings.pacing_container, credential=credential, **options
+            return SharedMailboxLimiter(
+                container=ContainerClient(
+                    settings.blob_service_uri, settings.pacing_container, credential=credential, **STORAGE_OPTIONS
+                ),
+                table=TableClient(
+                    settings.table_service_uri, settings.pacing_table, credential=credential, **STORAGE_OPTIONS
+                ),
+                **limits,
             )
-            table = TableClient(settings.table_service_uri, settings.pacing_table, credential=credential, **options)
-        else:
-            return local  # no storage (a local HTTP-only run): nothing to share with
     except ValueError as exc:
         # A connection string without a blob or table endpoint (e.g. a SAS for one service only).
         log.warning("shared mailbox pacing needs blob and table endpoints (%s); each worker paces itself", exc)
-        return local
-    return SharedMailboxLimiter(
-        container=container,
-        table=table,
-        app_id=settings.client_id,
-        concurrency=settings.mailbox_concurrency,
-        rate=settings.mailbox_rate,
-        window=settings.mailbox_window,
-        lease_seconds=settings.pacing_lease_seconds,
-        max_wait=settings.graph_max_retry_wait,
-        local=local,
-        create_missing=bool(settings.storage_connection),
-    )
+    return local  # no storage (a local HTTP-only run): nothing to share with
 
 
 def build_service(settings: Settings, parts: Parts | None = None) -> EmailService:

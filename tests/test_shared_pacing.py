@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from azure.data.tables import TableClient
-from azure.storage.blob import ContainerClient
 
 from m365send.errors import DependencyUnavailable
 from m365send.pacing import MailboxPacer
@@ -48,11 +47,11 @@ def make_limiter(
     max_wait: float = 30.0,
     app_id: str = "app",
 ) -> SharedMailboxLimiter:
-    """One instance's limiter over the container and table ``names`` (fail-fast clients, as wired)."""
-    options: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
-    return SharedMailboxLimiter(
-        container=ContainerClient.from_connection_string(connection_string, names, **options),
-        table=TableClient.from_connection_string(connection_string, names.replace("-", ""), **options),
+    """One instance's limiter over the container and table ``names``, as the worker builds it."""
+    return SharedMailboxLimiter.from_connection_string(
+        connection_string,
+        container=names,
+        table=names.replace("-", ""),
         app_id=app_id,
         concurrency=concurrency,
         rate=rate,
