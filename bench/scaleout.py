@@ -201,6 +201,9 @@ def overhead(count: int = 300) -> dict[str, Any]:
 
 def main() -> None:
     """``worker``, or N: the three rows, one JSON line each."""
+    if len(sys.argv) < 2:
+        print("usage: python -m bench.scaleout N [worker-1 shared-1 shared-2 ...] | worker", file=sys.stderr)
+        raise SystemExit(2)
     if sys.argv[1] == "worker":
         worker()
         return
