@@ -40,8 +40,9 @@ def encode_json(value: Any) -> bytes:
 
 
 def graph_message(message: EmailMessage) -> dict[str, Any]:
-    """Graph's ``message``: recipients, ``from``, ``importance``, ``body.contentType``; no attachments."""
-    return {
+    """Graph's ``message``: recipients, ``from``, ``importance``, ``body.contentType``, and the optional
+    ``replyTo``, ``internetMessageHeaders``, ``categories`` and receipt flags; no attachments."""
+    graph: dict[str, Any] = {
         "subject": message.subject,
         "importance": message.priority.value,
         "body": {"contentType": message.body_format.value, "content": message.body},
@@ -50,6 +51,18 @@ def graph_message(message: EmailMessage) -> dict[str, Any]:
         "ccRecipients": [_recipient(a) for a in message.cc],
         "bccRecipients": [_recipient(a) for a in message.bcc],
     }
+    # Only what the caller set: a plain message stays exactly as it was.
+    if message.reply_to:
+        graph["replyTo"] = [_recipient(a) for a in message.reply_to]
+    if message.headers:
+        graph["internetMessageHeaders"] = [{"name": k, "value": v} for k, v in message.headers.items()]
+    if message.categories:
+        graph["categories"] = list(message.categories)
+    if message.request_read_receipt:
+        graph["isReadReceiptRequested"] = True
+    if message.request_delivery_receipt:
+        graph["isDeliveryReceiptRequested"] = True
+    return graph
 
 
 def file_attachment(attachment: ResolvedAttachment, content_bytes: str) -> dict[str, Any]:
@@ -83,7 +96,7 @@ def send_mail_body(message: EmailMessage, attachments: Sequence[dict[str, Any]] 
     body = graph_message(message)
     if attachments:
         body["attachments"] = list(attachments)
-    return {"message": body, "saveToSentItems": True}
+    return {"message": body, "saveToSentItems": message.save_to_sent_items}
 
 
 def _base64_length(size: int) -> int:

@@ -65,6 +65,12 @@ BLOB_PATTERN = (
 MIME_PATTERN = "^[A-Za-z0-9][\\w!#$&^.+-]*/[\\w!#$&^.+-]+$"
 # Exchange Online's limit on recipients per message (To, Cc and Bcc together).
 MAX_RECIPIENTS = 500
+# Graph refuses more than 5 custom internet headers (InvalidInternetMessageHeaderCollection), and
+# only names starting with x-.
+MAX_HEADERS = 5
+MAX_HEADER_VALUE = 998  # RFC 5322's longest line
+MAX_CATEGORIES = 25
+_HEADER_NAME = re.compile(r"[xX]-[A-Za-z0-9-]{1,70}")
 # JSON nested deeper than this is refused; an email message is four levels deep.
 MAX_DEPTH = 64
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -394,6 +400,95 @@ class EmailMessage(_Model):
         description="Files to attach, inline (base64) or blob references; up to 150 MB each.",
     )
 
+    reply_to: list[EmailAddress] = Field(
+        default_factory=list,
+        validation_alias=_alias("ReplyTo"),
+        title="Reply to",
+        description="Where replies go instead of From; a list, or addresses separated by semicolons.",
+        json_schema_extra={"maxItems": MAX_RECIPIENTS},
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias=_alias("Headers"),
+        title="Headers",
+        description=f"Custom internet headers, name to value; names start with x- (at most {MAX_HEADERS}).",
+        json_schema_extra={
+            "maxProperties": MAX_HEADERS,
+            "additionalProperties": {"type": "string", "pattern": TEXT_PATTERN, "maxLength": MAX_HEADER_VALUE},
+        },
+    )
+    categories: list[str] = Field(
+        default_factory=list,
+        validation_alias=_alias("Categories"),
+        title="Categories",
+        description="Outlook categories to set on the sent message.",
+        json_schema_extra={"maxItems": MAX_CATEGORIES, "items": {"type": "string", "pattern": TEXT_PATTERN}},
+    )
+    request_read_receipt: bool = Field(
+        default=False,
+        validation_alias=_alias("RequestReadReceipt"),
+        title="Request read receipt",
+        description="Ask recipients' mail apps to confirm when the email is read.",
+    )
+    request_delivery_receipt: bool = Field(
+        default=False,
+        validation_alias=_alias("RequestDeliveryReceipt"),
+        title="Request delivery receipt",
+        description="Ask for a report when the email is delivered.",
+    )
+    save_to_sent_items: bool = Field(
+        default=True,
+        validation_alias=_alias("SaveToSentItems"),
+        title="Save to sent items",
+        description="Keep a copy in the mailbox's Sent Items (a message sent through a draft always is).",
+    )
+
+    @field_validator("reply_to", mode="before")
+    @classmethod
+    def _reply_to(cls, value: Any) -> Any:
+        return [] if value is None else split_recipients(value)
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            return value  # pydantic's own type error names the type
+        if len(value) > MAX_HEADERS:
+            raise PydanticCustomError(
+                "too_long",
+                "holds {count} headers; Graph accepts at most {limit}",
+                {"count": len(value), "limit": MAX_HEADERS},
+            )
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise PydanticCustomError(
+                    "header_name",
+                    "{name} is not a custom header name: it must start with x- and hold only letters, digits and -",
+                    {"name": json.dumps(name)[:80]},
+                )
+            if isinstance(text, str):
+                _no_control_characters(text)
+                if len(text) > MAX_HEADER_VALUE:
+                    raise PydanticCustomError(
+                        "too_large",
+                        "header {name} is longer than {limit} characters",
+                        {"name": name, "limit": MAX_HEADER_VALUE},
+                    )
+        return value
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _categories(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, str):
+                    _no_control_characters(item)
+        return value
+
     @field_validator("to", mode="before")
     @classmethod
     def _to(cls, value: Any) -> Any:
@@ -480,6 +575,7 @@ _EXCEPTION_BY_TYPE = {
     "invalid_address": ("ServiceException", "invalid_address", None),
     "invalid_base64": ("ArgumentException", "invalid_base64", None),
     "header_injection": ("ArgumentException", "control_characters", None),
+    "header_name": ("ArgumentException", "invalid_header", None),
     "extra_forbidden": ("ArgumentException", "unknown_field", "is not a field of EmailMessage"),
     "too_long": ("ArgumentException", "too_many", None),
     "too_large": ("ArgumentException", "too_large", None),

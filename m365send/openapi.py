@@ -106,6 +106,7 @@ _SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "in", "of", "on", "or
 # Text (no control characters) with at least one character that is not a separator.
 _TEXT_CHAR = f"[^{CONTROL_CLASS}]"
 _RECIPIENT_LIST = f"^{_TEXT_CHAR}*[^\\s;,{CONTROL_CLASS}]{_TEXT_CHAR}*$"
+_WHO = {"Cc": "Copy recipients'", "Bcc": "Blind copy recipients'", "ReplyTo": "Reply-to"}
 _RECIPIENTS = "Email addresses separated by semicolons, e.g. ann@contoso.com; bob@contoso.com."
 
 
@@ -170,17 +171,17 @@ def _message_for_makers(definitions: dict[str, Any]) -> None:
     """
     message = definitions["EmailMessage"]["properties"]
     address = definitions.pop("EmailAddress")
-    for name, visibility in (("To", "important"), ("Cc", "advanced"), ("Bcc", "advanced")):
+    for name, visibility in (("To", "important"), ("Cc", "advanced"), ("Bcc", "advanced"), ("ReplyTo", "advanced")):
         summary = message[name]["x-ms-summary"]
         message[name] = {
             "type": "string",
             "title": summary,
             "x-ms-summary": summary,
-            "description": _RECIPIENTS if name == "To" else _RECIPIENTS.replace("Email addresses", "Copy recipients"),
+            "description": _RECIPIENTS if name == "To" else _RECIPIENTS.replace("Email", _WHO[name]),
             "x-ms-visibility": visibility,
         }
     # No control characters (as in every text field), and To holds at least one address.
-    for name in ("To", "Cc", "Bcc"):
+    for name in ("To", "Cc", "Bcc", "ReplyTo"):
         message[name]["pattern"] = TEXT_PATTERN
     message["To"]["minLength"] = 1
     message["To"]["pattern"] = _RECIPIENT_LIST
@@ -205,7 +206,15 @@ def _message_for_makers(definitions: dict[str, Any]) -> None:
     message["BodyFormat"]["description"] = "Html (the designer's rich text) or Text; the API alone defaults to Text."
     message["Body"].update({"format": "html", "x-ms-visibility": "important"})
     message["Subject"]["x-ms-visibility"] = "important"
-    message["Attachments"]["x-ms-visibility"] = "advanced"
+    for name in (
+        "Attachments",
+        "Headers",
+        "Categories",
+        "RequestReadReceipt",
+        "RequestDeliveryReceipt",
+        "SaveToSentItems",
+    ):
+        message[name]["x-ms-visibility"] = "advanced"
 
 
 def _definitions() -> dict[str, Any]:

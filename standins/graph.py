@@ -61,6 +61,7 @@ _MESSAGE_PROPERTIES = {
     "isDeliveryReceiptRequested",
     "isReadReceiptRequested",
     "singleValueExtendedProperties",
+    "categories",
 }
 # "String {guid} Name x", or a tagged property "String 0x1234".
 _PROPERTY_ID = re.compile(
@@ -476,6 +477,18 @@ class GraphStandIn:
             )
         if "from" in message:
             self._check_recipient(message["from"], resolve=False)
+        reply_to = message.get("replyTo", [])
+        if not isinstance(reply_to, list):
+            raise _BadBody("RequestBodyRead", "Cannot convert 'replyTo' to a collection of recipients.")
+        for recipient in reply_to:
+            self._check_recipient(recipient, resolve=False)
+        self._check_headers(message.get("internetMessageHeaders", []))
+        categories = message.get("categories", [])
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise _BadBody("RequestBodyRead", "Cannot convert 'categories' to a collection of Edm.String.")
+        for flag in ("isReadReceiptRequested", "isDeliveryReceiptRequested"):
+            if flag in message and not isinstance(message[flag], bool):
+                raise _BadBody("RequestBodyRead", f"Cannot convert '{flag}' to Edm.Boolean.")
         for prop in message.get("singleValueExtendedProperties", []):
             if not isinstance(prop, dict) or not _PROPERTY_ID.match(str(prop.get("id", ""))):
                 raise _BadBody("ErrorInvalidProperty", "The extended property id is not valid.")
@@ -494,6 +507,26 @@ class GraphStandIn:
                 "RequestBodyRead",
                 "Cannot convert the literal to the expected type 'Microsoft.OutlookServices.BodyType'.",
             )
+
+    @staticmethod
+    def _check_headers(headers: Any) -> None:
+        """Graph's rules for custom internet headers: at most 5, each named x-..., with a string value."""
+        if not isinstance(headers, list):
+            raise _BadBody("RequestBodyRead", "Cannot convert 'internetMessageHeaders' to a collection.")
+        if len(headers) > 5:
+            raise _BadBody(
+                "InvalidInternetMessageHeaderCollection",
+                "Maximum number of headers in one message should be less than or equal to 5.",
+            )
+        for header in headers:
+            name = header.get("name") if isinstance(header, dict) else None
+            if not isinstance(name, str) or not name.lower().startswith("x-"):
+                raise _BadBody(
+                    "InvalidInternetMessageHeader",
+                    f"The internet message header name '{name}' should start with 'x-' or 'X-'.",
+                )
+            if not isinstance(header.get("value"), str):
+                raise _BadBody("RequestBodyRead", "An internet message header's value must be a string.")
 
     def _check_recipient(self, recipient: Any, *, resolve: bool) -> None:
         address = recipient.get("emailAddress", {}).get("address") if isinstance(recipient, dict) else None
