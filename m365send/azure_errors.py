@@ -66,19 +66,13 @@ def azure_errors(
     try:
         yield
     except AzureError as exc:
-        mapped = _map(exc, what, not_found, denied, modified, refused)
-        if where is not None and isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-            reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
-            mapped = DependencyUnavailable(
-                f"{what} at {where} is unreachable ({reason}): check AzureWebJobsStorage, and that the "
-                "storage account (or, locally, Azurite: ./scripts/local) is running"
-            )
-        raise mapped from safe_cause(exc)
+        raise _map(exc, what, where, not_found, denied, modified, refused) from safe_cause(exc)
 
 
 def _map(
     exc: AzureError,
     what: str,
+    where: str | None,
     not_found: Callable[[], M365SendError] | None,
     denied: Callable[[], M365SendError] | None,
     modified: Callable[[], M365SendError] | None,
@@ -92,7 +86,13 @@ def _map(
     if (isinstance(exc, ClientAuthenticationError) or status in (401, 403)) and denied is not None:
         return denied()
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return DependencyUnavailable(f"{what} is unreachable: {type(exc).__name__}")
+        if where is None:
+            return DependencyUnavailable(f"{what} is unreachable: {type(exc).__name__}")
+        reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
+        return DependencyUnavailable(
+            f"{what} at {where} is unreachable ({reason}): check AzureWebJobsStorage, and that the "
+            "storage account (or, locally, Azurite: ./scripts/local) is running"
+        )
     permanent = status is not None and status not in _TRANSIENT and status < 500
     if isinstance(exc, HttpResponseError) and permanent and refused is not None:
         return refused(exc)

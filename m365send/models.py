@@ -443,11 +443,6 @@ class EmailMessage(_Model):
         description="Keep a copy in the mailbox's Sent Items (a message sent through a draft always is).",
     )
 
-    @field_validator("reply_to", mode="before")
-    @classmethod
-    def _reply_to(cls, value: Any) -> Any:
-        return [] if value is None else split_recipients(value)
-
     @field_validator("headers", mode="before")
     @classmethod
     def _headers(cls, value: Any) -> Any:
@@ -506,9 +501,9 @@ class EmailMessage(_Model):
             raise _null("From")
         return value
 
-    @field_validator("cc", "bcc", mode="before")
+    @field_validator("cc", "bcc", "reply_to", mode="before")
     @classmethod
-    def _copies(cls, value: Any) -> Any:
+    def _optional_recipients(cls, value: Any) -> Any:
         return [] if value is None else split_recipients(value)
 
     @field_validator("attachments", mode="before")

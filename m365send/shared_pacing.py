@@ -360,14 +360,12 @@ class SharedMailboxLimiter:
             try:
                 lease.acquire(lease_duration=self._lease_seconds)
                 return lease
-            except ResourceExistsError:
-                return None  # leased by another request: the slot is taken
             except ResourceNotFoundError as exc:
                 if getattr(exc, "error_code", None) == "ContainerNotFound":
                     raise
                 self._create_slot(blob)  # first use of this slot
             except HttpResponseError as exc:
-                if exc.status_code == 409:
+                if exc.status_code == 409:  # LeaseAlreadyPresent: another request holds the slot
                     return None
                 raise
         return None
