@@ -60,6 +60,7 @@ def _send(req: func.HttpRequest, *, validate_only: bool) -> func.HttpResponse:
             request_id=req.headers.get("client-request-id"),
             idempotency_key=req.headers.get("Idempotency-Key"),
             validate_only=validate_only,
+            outbox=lambda: current.storage().outbox,
         )
     )
 
@@ -76,6 +77,17 @@ def send(req: func.HttpRequest) -> func.HttpResponse:
 def validate(req: func.HttpRequest) -> func.HttpResponse:
     """POST /api/validate: check a message and the sender permission without sending."""
     return _send(req, validate_only=True)
+
+
+@app.function_name("status")
+@app.route(route="messages/{key}", methods=["GET"])
+def status(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/messages/{key}: pending, scheduled, sent, failed or dead-lettered, with times and Graph's ids."""
+    from m365send.http_api import handle_status
+
+    return _response(
+        handle_status(req.route_params.get("key", ""), via=req.params.get("via"), book=current_worker().status)
+    )
 
 
 @app.function_name("openapi")

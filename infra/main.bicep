@@ -65,6 +65,10 @@ param graphPacing string = 'shared'
 param pacingLeaseSeconds int = 30
 param pacingContainerName string = 'mailbox-pacing'
 param pacingTableName string = 'mailboxpacing'
+@description('Queue producers may name in an envelope\'s "notify" to be told when a send finishes (M365_COMPLETION_QUEUES).')
+param completionQueueName string = 'email-completions'
+@description('Send on Behalf pairs, delegate>principal, comma-separated (M365_ON_BEHALF_OF); empty: none.')
+param onBehalfOf string = ''
 @minValue(1)
 @maxValue(1000)
 @description('Most instances the app scales out to. Shared pacing keeps any number within one mailbox\'s Graph limits (about 16 emails/s at 10,000 per 10 minutes), so more instances help only with many mailboxes; see docs/deploy.md.')
@@ -152,6 +156,7 @@ module storage 'app/storage.bicep' = {
     tableName: sendTableName
     pacingTableName: pacingTableName
     pacingContainerName: pacingContainerName
+    completionQueueName: completionQueueName
     attachmentContainerName: attachmentContainerName
     deploymentContainerName: deploymentContainerName
     privateNetworking: privateNetworking
@@ -207,6 +212,7 @@ module rbac 'app/rbac.bicep' = {
     tableName: sendTableName
     pacingTableName: pacingTableName
     pacingContainerName: pacingContainerName
+    completionQueueName: completionQueueName
     attachmentContainerName: attachmentContainerName
     deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
@@ -269,6 +275,8 @@ module function 'app/function.bicep' = {
       // An app setting overrides host.json (AzureFunctionsJobHost__<path>), so operators tune it here.
       AzureFunctionsJobHost__extensions__queues__batchSize: string(queueBatchSize)
       M365_QUEUE_NAME: queueName
+      M365_COMPLETION_QUEUES: storage.outputs.completionQueueName
+      M365_ON_BEHALF_OF: onBehalfOf
       M365_SEND_TABLE: sendTableName
       M365_SEND_LEASE_SECONDS: string(sendLeaseSeconds)
       M365_DELIVERY_MODE: deliveryMode
@@ -291,6 +299,7 @@ output SEND_URL string = 'https://${function.outputs.defaultHostName}/api/send'
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output OUTBOX_QUEUE_URL string = '${storage.outputs.queueEndpoint}${queueName}'
 output OUTBOX_QUEUE_NAME string = queueName
+output COMPLETION_QUEUE_NAME string = completionQueueName
 output SEND_TABLE_NAME string = sendTableName
 output AZURE_KEY_VAULT_NAME string = vaultName
 output AZURE_KEY_VAULT_URI string = keyVaultAccess.outputs.uri

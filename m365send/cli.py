@@ -23,9 +23,11 @@ from m365send.attachments import chunk_ranges
 from m365send.envelope import key_of, replayable
 from m365send.errors import ConfigurationInvalid, M365SendError, SenderNotAllowed, outcome_of
 from m365send.graph_message import attachment_item, file_attachment, graph_message, send_mail_body
+from m365send.http_api import handle_status
 from m365send.models import SendRequest, fold_address, parse_send_request
+from m365send.scheduling import is_ahead, schedule
 from m365send.sendlog import Scope, SendStatus, scoped_key
-from m365send.sendonce import Failed, SendCommand, Sent
+from m365send.sendonce import Failed, Scheduled, SendCommand, Sent
 from m365send.service import SendPlan
 from m365send.settings import Settings
 from m365send.tables import DeadLetter
@@ -158,6 +160,13 @@ def _read(path: str, what: str) -> bytes:
 
 
 def _message(args: argparse.Namespace, default_from: Callable[[], str]) -> dict[str, Any]:
+    message = _message_from(args, default_from)
+    if args.send_at:
+        message = {**message, "SendAt": args.send_at}
+    return message
+
+
+def _message_from(args: argparse.Namespace, default_from: Callable[[], str]) -> dict[str, Any]:
     if args.file:
         raw = _read(args.file, "message file")
         try:
@@ -262,10 +271,18 @@ def _send(worker: Worker, args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run_command(worker, args)
     settings = worker.settings()
-    request = parse_send_request(_message(args, lambda: settings.sender), sender=args.sender)
-    outcome = worker.engine(args.key is not None).handle(SendCommand(request, Scope.HTTP, args.key))
+    message = _message(args, lambda: settings.sender)
+    request = parse_send_request(message, sender=args.sender)
+    if is_ahead(request):
+        key = args.key or request.request_id
+        outcome = schedule(request, message, key=key, engine=worker.engine(), outbox=worker.storage().outbox)
+    else:
+        outcome = worker.engine(args.key is not None).handle(SendCommand(request, Scope.HTTP, args.key))
     if isinstance(outcome, Failed):
         raise outcome.error
+    if isinstance(outcome, Scheduled):
+        _print(args, outcome.answer().body, f"scheduled for {outcome.send_at:%Y-%m-%d %H:%M:%S} UTC as {outcome.key}")
+        return 0
     if not isinstance(outcome, Sent):
         print(f"already {outcome.status.value} under key {args.key}: not sent again", file=sys.stderr)
         _print(args, outcome.stored["body"], json.dumps(outcome.stored["body"]))
@@ -292,6 +309,32 @@ def _enqueue(worker: Worker, args: argparse.Namespace) -> int:
         {"status": "enqueued", "key": key, "queue": settings.queue_name},
         f"enqueued on {settings.queue_name} as {key}",
     )
+    return 0
+
+
+def _status(worker: Worker, args: argparse.Namespace) -> int:
+    result = handle_status(args.key, via=args.via, book=worker.status)
+    body = result.body
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0 if result.status == 200 else 1
+    if result.status != 200:
+        print(f"error: {body.get('detail', body.get('title'))}", file=sys.stderr)
+        return 1
+    lines = [f"{body['idempotencyKey']} ({body['via']}): {body['status']} - {body['detail']}"]
+    for name, label in (
+        ("sendAt", "send at"),
+        ("firstSeen", "first seen"),
+        ("updated", "updated"),
+        ("attempts", "attempts"),
+        ("graphRequestId", "Graph request id"),
+        ("internetMessageId", "Message-ID"),
+    ):
+        if name in body:
+            lines.append(f"  {label}: {body[name]}")
+    if body.get("possibleDuplicate"):
+        lines.append("  possibly a duplicate: an earlier attempt's outcome was unknown")
+    print("\n".join(lines))
     return 0
 
 
@@ -375,6 +418,9 @@ def _message_arguments(parser: argparse.ArgumentParser) -> None:
         help="attach a blob from a container in M365_ATTACHMENT_CONTAINERS (repeatable)",
     )
     parser.add_argument("--sender", help="mailbox to send as (default M365_SENDER)")
+    parser.add_argument(
+        "--send-at", metavar="TIME", help="send later, at this ISO 8601 time with its zone (2026-12-01T08:00:00Z)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -405,6 +451,11 @@ def _parser() -> argparse.ArgumentParser:
         "--create-queue", action="store_true", help="create the queue first if it does not exist (local storage)"
     )
     enqueue.set_defaults(run=_enqueue)
+    status = commands.add_parser("status", help="what became of a send with an idempotency key")
+    status.add_argument("key", help="the idempotency key (Idempotency-Key header, --key, or the envelope's id)")
+    status.add_argument("--via", choices=["http", "queue"], help="only the sends that came this way")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_status)
     dead = commands.add_parser("deadletters", help="list, show and replay outbox messages that were set aside")
     actions = dead.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="the newest dead letters")

@@ -26,14 +26,14 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase64EncodePolicy
+from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, QueueServiceClient, TextBase64EncodePolicy
 
 from m365send.azure_errors import azure_errors
 from m365send.envelope import MAX_KEY_LENGTH, MAX_QUEUE_MESSAGE, encoded_size, handback_size
 from m365send.errors import DependencyUnavailable, FieldProblem, PayloadTooLarge, RequestInvalid
 from m365send.models import parse_send_request
 
-__all__ = ["MAX_QUEUE_MESSAGE", "OutboxClient", "PeekedMessage"]
+__all__ = ["MAX_QUEUE_MESSAGE", "CompletionQueues", "OutboxClient", "PeekedMessage"]
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,10 @@ class OutboxClient:
         *,
         key: str | None = None,
         sender: str | None = None,
+        delay: float | None = None,
     ) -> str:
-        """Validate ``message`` and enqueue it; returns the idempotency key (``key``, or a new GUID)."""
+        """Validate ``message`` and enqueue it (invisible for ``delay`` seconds); the idempotency key
+        (``key``, or a new GUID)."""
         key = str(uuid.uuid4()) if key is None else key
         if not key or len(key) > MAX_KEY_LENGTH:
             raise RequestInvalid(
@@ -154,7 +156,7 @@ class OutboxClient:
                 f"message holds at most {MAX_QUEUE_MESSAGE:,}. Send large attachments as blob references",
                 exception="ArgumentException",
             )
-        self._send(body, delay=None)
+        self._send(body, delay=delay)
         return key
 
     def requeue(self, body: bytes, *, delay: float) -> None:
@@ -168,4 +170,27 @@ class OutboxClient:
         with azure_errors(
             f"the queue {self.queue_name}", where=self.endpoint, not_found=lambda: DependencyUnavailable(not_there)
         ):
-            self._queue.send_message(body.decode(), visibility_timeout=math.ceil(delay) if delay else None)
+            # A message waiting for a later try (or its SendAt) must not expire first: no time-to-live.
+            self._queue.send_message(
+                body.decode(),
+                visibility_timeout=math.ceil(delay) if delay else None,
+                time_to_live=-1 if delay else None,
+            )
+
+
+class CompletionQueues:
+    """Completion messages on the queues producers name (``M365_COMPLETION_QUEUES``), base64 like the outbox."""
+
+    def __init__(self, *, service: QueueServiceClient, create_missing: bool = False) -> None:
+        self._service = service
+        self._create_missing = create_missing
+
+    def notify(self, queue: str, body: bytes) -> None:
+        """Enqueue ``body`` on ``queue``; ``DependencyUnavailable`` when the queue is missing or unreachable."""
+        client = self._service.get_queue_client(queue, message_encode_policy=TextBase64EncodePolicy())
+        where = str(client.url).split("?", 1)[0]
+        with azure_errors(f"the completion queue {queue}", where=where):
+            if self._create_missing:  # local storage (Azurite) starts empty; in Azure the Bicep creates it
+                with contextlib.suppress(ResourceExistsError):
+                    client.create_queue()
+            client.send_message(body.decode())

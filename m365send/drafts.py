@@ -19,7 +19,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from m365send.attachments import ResolvedAttachment
@@ -81,11 +81,12 @@ def send_through_draft(
     partial = steps or tag is None
     draft_json["singleValueExtendedProperties"] = marker.property(partial=partial)
     try:
-        draft = mail.create_draft(body=encode_json(draft_json), **ids)
+        created = mail.create_draft(body=encode_json(draft_json), **ids)
     except Exception:
         if partial:  # a complete tagged draft is verified delivery's to find and send: never deleted here
             _discard_lost(mail, marker.value + _PARTIAL, ids)
         raise
+    draft = created.id
     try:
         if steps:
             for attachment in attachments:
@@ -119,7 +120,7 @@ def send_through_draft(
             "attachment_bytes": sum(a.size for a in attachments),
         },
     )
-    return receipt
+    return replace(receipt, internet_message_id=created.internet_message_id)
 
 
 def _discard_lost(mail: DraftMail, value: str, ids: dict[str, str]) -> None:

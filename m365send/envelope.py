@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from m365send.errors import FieldProblem, RequestInvalid
 from m365send.models import SendRequest, parse_send_request, structure_problem
@@ -70,6 +70,21 @@ class Envelope(BaseModel):
         description="The email message, exactly as POST /api/send takes it (the seed's EmailMessage)."
     )
     sender: str | None = Field(default=None, description="Mailbox to send as (UPN or object id). Default: M365_SENDER.")
+    notify: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+        description=(
+            "A queue (in the same storage account, listed in M365_COMPLETION_QUEUES) to be told on when the "
+            "send finishes: sent or dead-lettered, in the shape of GET /api/messages/{key}."
+        ),
+    )
+
+    @field_validator("notify")
+    @classmethod
+    def _queue_name(cls, value: str | None) -> str | None:
+        if value is not None and "--" in value:
+            raise ValueError("a queue name has no two hyphens in a row")
+        return value
 
 
 _HANDBACK = "m365send"
@@ -84,6 +99,7 @@ class QueuedSend:
     payload_hash: str
     attempt: int  # hand-backs so far
     original: bytes
+    notify: str | None = None
 
     def handback(self, *, attempt: int) -> bytes:
         """The message to put back on the queue: the producer's bytes untouched, in the hand-back wrapper."""
@@ -201,7 +217,14 @@ def parse_queue_message(body: bytes, *, queue_message_id: str) -> QueuedSend:
         raise _invalid("envelope", error["msg"], field=f"Envelope.{field}") from None
     key = kept_key or envelope.id or queue_message_id
     request = parse_send_request(envelope.message, sender=envelope.sender, request_id=idempotency_request_id(key))
-    return QueuedSend(key=key, request=request, payload_hash=payload_hash(request), attempt=attempt, original=original)
+    return QueuedSend(
+        key=key,
+        request=request,
+        payload_hash=payload_hash(request),
+        attempt=attempt,
+        original=original,
+        notify=envelope.notify,
+    )
 
 
 def envelope_schema() -> dict[str, Any]:

@@ -10,6 +10,7 @@
     ├── PayloadTooLarge           413  dead-letter  the Graph request would exceed Graph's 4 MB limit
     ├── SenderNotAllowed          403  dead-letter  mailbox or From not in M365_ALLOWED_SENDERS
     ├── IdempotencyConflict       409  dead-letter  the idempotency key was used for a different message
+    ├── SendNotFound              404  dead-letter  the status look-up knows no send with this key
     ├── SendInProgress            503  retry        a send with the same idempotency key is under way (Retry-After)
     │   └── LeaseLost                               another attempt took the key over while this one held it
     ├── ConfigurationInvalid      500  dead-letter  app settings missing or contradictory
@@ -67,6 +68,7 @@ __all__ = [
     "SecretNotFound",
     "SendAsDenied",
     "SendInProgress",
+    "SendNotFound",
     "SenderNotAllowed",
     "outcome_of",
 ]
@@ -159,6 +161,10 @@ class SenderNotAllowed(M365SendError):
 
 class IdempotencyConflict(M365SendError):
     """The idempotency key was first used for a different payload; nothing is sent."""
+
+
+class SendNotFound(M365SendError):
+    """The status look-up knows no send with this idempotency key."""
 
 
 class SendInProgress(M365SendError):
@@ -267,6 +273,7 @@ OUTCOMES: dict[type[M365SendError], Outcome] = {
     IdempotencyConflict: Outcome(
         409, _DL, "idempotency-key-conflict", "The idempotency key was already used for a different message"
     ),
+    SendNotFound: Outcome(404, _DL, "send-not-found", "No send with this idempotency key is known"),
     SendInProgress: Outcome(
         503, Disposition.RETRY, "idempotency-key-in-flight", "A send with this idempotency key is in progress"
     ),

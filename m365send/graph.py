@@ -47,7 +47,7 @@ from m365send.errors import (
     SendAsDenied,
 )
 from m365send.logcontext import add_log_context
-from m365send.mailbox import GraphReceipt, TaggedMessage, UploadSession
+from m365send.mailbox import CreatedDraft, GraphReceipt, TaggedMessage, UploadSession
 from m365send.pacing import Pacer
 from m365send.telemetry import GRAPH_DURATION, THROTTLING_WAIT
 
@@ -174,12 +174,14 @@ class GraphMailClient:
         )
         return GraphReceipt(response.headers.get("request-id"), client_request_id, attempts)
 
-    def create_draft(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> str:
-        """POST ``/users/{mailbox}/messages`` (needs Mail.ReadWrite); the draft's id."""
+    def create_draft(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> CreatedDraft:
+        """POST ``/users/{mailbox}/messages`` (needs Mail.ReadWrite); the draft's id and internetMessageId."""
         response, _ = self._call(
             "POST", mailbox, "messages", token=token, client_request_id=client_request_id, body=body, drafts=True
         )
-        return str(response.json()["id"])
+        created = response.json()
+        message_id = created.get("internetMessageId")
+        return CreatedDraft(str(created["id"]), message_id if isinstance(message_id, str) and message_id else None)
 
     def update_draft(self, *, mailbox: str, message_id: str, body: bytes, token: str, client_request_id: str) -> None:
         """PATCH ``/users/{mailbox}/messages/{id}`` (a draft's properties)."""

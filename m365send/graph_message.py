@@ -51,6 +51,11 @@ def graph_message(message: EmailMessage) -> dict[str, Any]:
         "ccRecipients": [_recipient(a) for a in message.cc],
         "bccRecipients": [_recipient(a) for a in message.bcc],
     }
+    if message.on_behalf_of is not None:
+        # Graph's from is who the message is from; sender is who sent it. Exchange shows
+        # "sender on behalf of from" when the mailbox has Send on Behalf rights on from.
+        graph["from"] = _recipient(message.on_behalf_of)
+        graph["sender"] = _recipient(message.from_)
     # Only what the caller set: a plain message stays exactly as it was.
     if message.reply_to:
         graph["replyTo"] = [_recipient(a) for a in message.reply_to]

@@ -8,6 +8,9 @@ means "ask again" is a 5xx with ``Retry-After``: a repeat that arrives while the
 still sending is ``503`` with the time its lease has left (the retry then gets the first 202), a
 transient failure is ``503``, and a lost Graph answer is ``502`` (a retry with the same key is
 decided by the engine, never resent blindly). Permanent refusals are 4xx and are not retried.
+
+A message whose ``SendAt`` is ahead is recorded as scheduled and put on the outbox queue
+(``m365send.scheduling``); its ``202`` names the key to ask ``GET /api/messages/{key}`` about.
 """
 
 from __future__ import annotations
@@ -18,16 +21,25 @@ from collections.abc import Callable
 
 from m365send.answers import HttpResult, problem
 from m365send.envelope import MAX_KEY_LENGTH
-from m365send.errors import ConfigurationInvalid, FieldProblem, M365SendError, RequestInvalid, outcome_of
+from m365send.errors import (
+    ConfigurationInvalid,
+    FieldProblem,
+    M365SendError,
+    RequestInvalid,
+    SendNotFound,
+    outcome_of,
+)
 from m365send.logcontext import log_context
-from m365send.models import parse_message_json
+from m365send.models import decode_json, parse_send_request
+from m365send.scheduling import Outbox, is_ahead, schedule
 from m365send.sendlog import Scope
 from m365send.sendonce import Failed, SendCommand, SendOnce, Sent
 from m365send.service import EmailService
 from m365send.settings import Settings
+from m365send.status import StatusBook
 from m365send.telemetry import FAILURES
 
-__all__ = ["HttpResult", "handle_send", "health", "problem"]
+__all__ = ["HttpResult", "handle_send", "handle_status", "health", "problem"]
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +76,28 @@ def handle_send(
     request_id: str | None = None,
     idempotency_key: str | None = None,
     validate_only: bool = False,
+    outbox: Callable[[], Outbox] | None = None,
 ) -> HttpResult:
     """Validate ``raw`` (an email message as JSON), then send it once through the worker's engine.
 
     ``engine(keyed)`` is the worker's engine; ``keyed`` says whether it needs send records (an
-    ``Idempotency-Key`` was given), so an unkeyed send needs no storage settings.
+    ``Idempotency-Key`` was given), so an unkeyed send needs no storage settings. ``outbox`` takes
+    scheduled messages (``SendAt`` ahead); without it they are refused.
     """
     # Graph wants a GUID for client-request-id; a caller's other value is not trusted to be one.
     request_id = request_id if request_id and _is_uuid(request_id) else str(uuid.uuid4())
     with log_context(request_id=request_id, idempotency_key=idempotency_key):
         try:
             key = None if idempotency_key is None else _checked_key(idempotency_key)
-            request = parse_message_json(raw, sender=sender, request_id=request_id)
+            message = decode_json(raw)
+            request = parse_send_request(message, sender=sender, request_id=request_id)
             if validate_only:
                 mailbox = service().check(request)
                 return HttpResult.json(200, {"status": "valid", "requestId": request_id, "mailbox": mailbox})
-            outcome = engine(key is not None).handle(SendCommand(request, Scope.HTTP, key))
+            if is_ahead(request) and outbox is not None:
+                outcome = schedule(request, message, key=key or request_id, engine=engine(True), outbox=outbox())
+            else:
+                outcome = engine(key is not None).handle(SendCommand(request, Scope.HTTP, key))
         except M365SendError as error:
             return _refused(error, request_id)
         except Exception:
@@ -100,6 +118,39 @@ def _refused(error: M365SendError, request_id: str) -> HttpResult:
     FAILURES.add(1, {"reason": outcome.slug, "trigger": "http"})
     log.warning("send refused: %s", error.detail, extra={"problem": outcome.slug, "status": outcome.status})
     return problem(error, request_id=request_id)
+
+
+def handle_status(key: str, *, via: str | None, book: Callable[[], StatusBook]) -> HttpResult:
+    """``GET /api/messages/{key}``: what became of a keyed send (``via``: ``http`` or ``queue``, else both)."""
+    request_id = str(uuid.uuid4())
+    with log_context(request_id=request_id, idempotency_key=key):
+        try:
+            checked = _checked_key(key)
+            scope = _scope(via)
+            state = book().look_up(checked, scope)
+        except M365SendError as error:
+            return _refused(error, request_id)
+        if state is None:
+            where = f"sent via {scope.value}" if scope else "sent over HTTP or the queue"
+            return problem(
+                SendNotFound(
+                    f"no send with idempotency key '{checked}' {where} is known: it was never sent, its record "
+                    "is older than M365_IDEMPOTENCY_HOURS, or it is queued and no worker has taken it yet"
+                ),
+                request_id=request_id,
+            )
+        return HttpResult.json(200, state.as_json())
+
+
+def _scope(via: str | None) -> Scope | None:
+    if not via:
+        return None
+    try:
+        return Scope(via.lower())
+    except ValueError:
+        raise RequestInvalid(
+            [FieldProblem("via", "argument", "must be http or queue (or left out: both)", "ArgumentException")]
+        ) from None
 
 
 def health(settings: Callable[[], Settings]) -> HttpResult:

@@ -13,6 +13,7 @@ from typing import Protocol
 from m365send.attachments import Content
 
 __all__ = [
+    "CreatedDraft",
     "DraftMail",
     "GraphReceipt",
     "MailSender",
@@ -29,6 +30,15 @@ class GraphReceipt:
     request_id: str | None
     client_request_id: str
     attempts: int
+    internet_message_id: str | None = None  # known for a message sent through a draft
+
+
+@dataclass(frozen=True)
+class CreatedDraft:
+    """A draft Graph created: its id, and the Message-ID header Exchange gave it."""
+
+    id: str
+    internet_message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,8 @@ class MailboxSearch(Protocol):
 class DraftMail(MailboxSearch, Protocol):
     """Graph's draft operations."""
 
-    def create_draft(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> str:
-        """Create the draft; its id."""
+    def create_draft(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> CreatedDraft:
+        """Create the draft; its id and internetMessageId."""
         ...
 
     def update_draft(self, *, mailbox: str, message_id: str, body: bytes, token: str, client_request_id: str) -> None:

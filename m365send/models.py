@@ -13,6 +13,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -442,6 +443,44 @@ class EmailMessage(_Model):
         title="Save to sent items",
         description="Keep a copy in the mailbox's Sent Items (a message sent through a draft always is).",
     )
+    on_behalf_of: EmailAddress | None = Field(
+        default=None,
+        validation_alias=_alias("OnBehalfOf"),
+        title="On behalf of",
+        description=(
+            "Send as From on behalf of this address (Exchange's Send on Behalf): recipients see "
+            "'From on behalf of OnBehalfOf'. M365_ON_BEHALF_OF must allow the pair."
+        ),
+    )
+    send_at: datetime | None = Field(
+        default=None,
+        validation_alias=_alias("SendAt"),
+        title="Send at",
+        description=(
+            "When to send: an ISO 8601 time with its zone (2026-12-01T08:00:00Z), at most 90 days ahead. "
+            "The message waits on the outbox queue until then; a time already past sends now."
+        ),
+    )
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _send_at(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise PydanticCustomError("time_type", _ISO_TIME)
+        return value
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at_in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise PydanticCustomError(
+                "naive_time", "has no time zone: add Z for UTC or an offset such as +01:00 (2026-12-01T08:00:00Z)"
+            )
+        return value.astimezone(UTC)
 
     @field_validator("headers", mode="before")
     @classmethod
@@ -537,6 +576,14 @@ class EmailMessage(_Model):
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
+
+
+def is_queue_name(value: str) -> bool:
+    """Whether ``value`` is a valid Azure Storage queue name."""
+    return bool(_QUEUE_NAME.match(value))
+
+
 def is_object_id(value: str) -> bool:
     """Whether ``value`` is an Entra object id (a GUID) rather than a UPN or address."""
     return bool(_GUID.match(value))
@@ -562,6 +609,7 @@ class SendRequest(_Model):
         return value
 
 
+_ISO_TIME = "must be an ISO 8601 time with its zone, e.g. 2026-12-01T08:00:00Z"
 # How each pydantic error type reads to a user of the original block.
 _EXCEPTION_BY_TYPE = {
     "missing": ("PropertyNullException", "null", "is required and must not be null"),
@@ -575,6 +623,10 @@ _EXCEPTION_BY_TYPE = {
     "too_long": ("ArgumentException", "too_many", None),
     "too_large": ("ArgumentException", "too_large", None),
     "invalid_blob": ("ArgumentException", "invalid_blob", None),
+    "naive_time": ("ArgumentException", "invalid_time", None),
+    "time_type": ("ArgumentException", "invalid_time", None),
+    "datetime_from_date_parsing": ("ArgumentException", "invalid_time", _ISO_TIME),
+    "datetime_parsing": ("ArgumentException", "invalid_time", _ISO_TIME),
 }
 
 _CID = re.compile(r"""cid:([^"'\s>)]+)""", re.IGNORECASE)
@@ -609,6 +661,17 @@ def _cross_field_problems(message: EmailMessage) -> list[FieldProblem]:
                         "ArgumentException",
                     )
                 )
+    if message.on_behalf_of is not None and fold_address(message.on_behalf_of.address) == fold_address(
+        message.from_.address
+    ):
+        problems.append(
+            FieldProblem(
+                "OnBehalfOf",
+                "argument",
+                "is From itself; leave OnBehalfOf out to send as From",
+                "ArgumentException",
+            )
+        )
     return problems
 
 

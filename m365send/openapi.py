@@ -23,6 +23,7 @@ __all__ = [
     "FieldError",
     "Problem",
     "Publisher",
+    "StatusAnswer",
     "ValidAnswer",
     "connector_properties",
     "swagger",
@@ -37,9 +38,11 @@ _ADDRESS = f"[^@\\s{CONTROL_CLASS}]+"
 
 
 class AcceptedAnswer(BaseModel):
-    """202: Graph accepted the email for delivery."""
+    """202: Graph accepted the email for delivery, or it waits on the queue for its SendAt."""
 
-    status: Literal["accepted"] = Field(title="Status", description="Always accepted: Graph took the email.")
+    status: Literal["accepted", "scheduled"] = Field(
+        title="Status", description="accepted: Graph took the email; scheduled: it waits for its Send At."
+    )
     requestId: str = Field(  # noqa: N815
         title="Request ID", description="This request's id; quote it when asking about this email."
     )
@@ -48,7 +51,61 @@ class AcceptedAnswer(BaseModel):
         default=None, title="Graph Request ID", description="Microsoft Graph's id for its request, when it gave one."
     )
     idempotencyKey: str | None = Field(  # noqa: N815
-        default=None, title="Idempotency Key", description="The Idempotency-Key this send was made under, if any."
+        default=None,
+        title="Idempotency Key",
+        description="The key this send was made under (for a scheduled send, the one to ask its status with).",
+    )
+    internetMessageId: str | None = Field(  # noqa: N815
+        default=None, title="Internet Message ID", description="The email's Message-ID header, when Graph gave it."
+    )
+    sendAt: str | None = Field(  # noqa: N815
+        default=None,
+        title="Send At",
+        description="When a scheduled email will be sent (UTC).",
+        json_schema_extra={"format": "date-time"},
+    )
+    statusUrl: str | None = Field(  # noqa: N815
+        default=None, title="Status URL", description="Where to ask what became of a scheduled email."
+    )
+
+
+class StatusAnswer(BaseModel):
+    """200: what became of a send made with an idempotency key."""
+
+    idempotencyKey: str = Field(title="Idempotency Key", description="The key asked about.")  # noqa: N815
+    via: Literal["http", "queue"] = Field(title="Via", description="How the send came: HTTP or the outbox queue.")
+    status: Literal["pending", "scheduled", "sent", "failed", "dead-lettered"] = Field(
+        title="Status",
+        description="pending (being sent or to be retried), scheduled, sent, failed or dead-lettered.",
+    )
+    detail: str = Field(title="Detail", description="The status in words.")
+    attempts: int = Field(title="Attempts", description="Attempts to send so far.")
+    firstSeen: str | None = Field(  # noqa: N815
+        default=None,
+        title="First Seen",
+        description="When the key was first seen (UTC).",
+        json_schema_extra={"format": "date-time"},
+    )
+    updated: str | None = Field(
+        default=None,
+        title="Updated",
+        description="When the status last changed (UTC).",
+        json_schema_extra={"format": "date-time"},
+    )
+    sendAt: str | None = Field(  # noqa: N815
+        default=None,
+        title="Send At",
+        description="A scheduled email's time (UTC).",
+        json_schema_extra={"format": "date-time"},
+    )
+    graphRequestId: str | None = Field(  # noqa: N815
+        default=None, title="Graph Request ID", description="Microsoft Graph's id for the request that sent it."
+    )
+    internetMessageId: str | None = Field(  # noqa: N815
+        default=None, title="Internet Message ID", description="The email's Message-ID header, where known."
+    )
+    possibleDuplicate: bool | None = Field(  # noqa: N815
+        default=None, title="Possible Duplicate", description="An earlier attempt's outcome was unknown."
     )
 
 
@@ -100,6 +157,7 @@ _SUMMARIES = {
     "Attachment": ("Attachment", "A file: inline (base64) or a reference to a blob in an allowed container."),
     "AcceptedAnswer": ("Accepted", "Microsoft Graph accepted the email for delivery."),
     "ValidAnswer": ("Valid", "The email is valid and may be sent as this mailbox; nothing was sent."),
+    "StatusAnswer": ("Send Status", "What became of an email sent with an idempotency key."),
 }
 # Words Title Case leaves in lower case unless they come first.
 _SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "in", "of", "on", "or", "the", "to", "via"}
@@ -192,6 +250,13 @@ def _message_for_makers(definitions: dict[str, Any]) -> None:
         "description": "The sender: the mailbox, or an address it may send as.",
         "x-ms-visibility": "important",
     }
+    message["OnBehalfOf"] = {
+        **address,
+        "title": "On Behalf of",
+        "x-ms-summary": "On Behalf of",
+        "description": message["OnBehalfOf"]["description"],
+        "x-ms-visibility": "advanced",
+    }
     for name, visibility, default in (("Priority", "advanced", "Normal"), ("BodyFormat", "advanced", "Html")):
         enum = definitions.pop(name)
         message[name] = {
@@ -213,13 +278,14 @@ def _message_for_makers(definitions: dict[str, Any]) -> None:
         "RequestReadReceipt",
         "RequestDeliveryReceipt",
         "SaveToSentItems",
+        "SendAt",
     ):
         message[name]["x-ms-visibility"] = "advanced"
 
 
 def _definitions() -> dict[str, Any]:
     definitions: dict[str, Any] = {}
-    for model in (EmailMessage, AcceptedAnswer, ValidAnswer):
+    for model in (EmailMessage, AcceptedAnswer, ValidAnswer, StatusAnswer):
         schema = model.model_json_schema(by_alias=True, ref_template="#/definitions/{model}")
         for name, nested in schema.pop("$defs", {}).items():
             definitions[name] = _swagger_schema(nested)
@@ -327,6 +393,48 @@ def swagger(*, host: str = PLACEHOLDER_HOST, publisher: Publisher = Publisher())
                             "schema": {"$ref": "#/definitions/AcceptedAnswer"},
                         },
                         **_problem_responses(),
+                    },
+                }
+            },
+            "/messages/{key}": {
+                "get": {
+                    "operationId": "GetSendStatus",
+                    "summary": "Get the status of an email",
+                    "description": (
+                        "What became of an email sent or scheduled with an idempotency key: pending, scheduled, "
+                        "sent, failed or dead-lettered, with its times and Microsoft Graph's ids."
+                    ),
+                    "x-ms-visibility": "important",
+                    "parameters": [
+                        {
+                            "name": "key",
+                            "in": "path",
+                            "required": True,
+                            "type": "string",
+                            "x-ms-summary": "Idempotency Key",
+                            "x-ms-visibility": "important",
+                            "x-ms-url-encoding": "single",
+                            "description": "The send's Idempotency Key, or the key a scheduled send answered with.",
+                            "minLength": 1,
+                            "maxLength": MAX_KEY_LENGTH,
+                        },
+                        {
+                            "name": "via",
+                            "in": "query",
+                            "required": False,
+                            "type": "string",
+                            "enum": ["http", "queue"],
+                            "x-ms-summary": "Via",
+                            "x-ms-visibility": "advanced",
+                            "description": "Only sends that came this way; empty means either.",
+                        },
+                    ],
+                    "responses": {
+                        "200": {"description": "The send's status.", "schema": {"$ref": "#/definitions/StatusAnswer"}},
+                        "400": {"description": "The key or via is not valid."},
+                        "404": {"description": "No send with this key is known."},
+                        "500": {"description": "The service's storage is not configured."},
+                        "503": {"description": "Storage is unavailable: try again after Retry-After."},
                     },
                 }
             },

@@ -8,8 +8,13 @@ The send-once engine decides; this module only says what its outcome means for a
   producer's bytes re-enqueued with a visibility delay (``Retry-After`` when there is one, else
   exponential backoff) and an attempt count, so no worker sleeps through a wait and no dequeue is
   burnt on an outage;
+- a message whose SendAt is ahead → handed back invisible until then (at most the queue's 7 days
+  at a time, so a later time takes a few hand-backs); waiting is not an attempt;
 - anything unexpected → raised after the engine made the record safe; the Functions host retries
   it and moves it to ``<queue>-poison`` after ``maxDequeueCount`` tries (``m365send poison replay``).
+
+A producer that named a ``notify`` queue (one of ``M365_COMPLETION_QUEUES``) gets a completion
+message there when the send finishes, sent or dead-lettered, shaped like the status look-up.
 
 Every delivery counts: hand-backs plus the host's dequeue count never exceed
 ``M365_QUEUE_MAX_ATTEMPTS``; a message past it is dead-lettered as exhausted, never sent again.
@@ -17,24 +22,40 @@ Every delivery counts: hand-backs plus the host's dequeue count never exceed
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from m365send.answers import problem
 from m365send.envelope import MAX_QUEUE_MESSAGE, QueuedSend, encoded_size, key_of, original_of, parse_queue_message
 from m365send.errors import (
     DependencyUnavailable,
+    FieldProblem,
     IdempotencyConflict,
     M365SendError,
     RequestInvalid,
 )
 from m365send.logcontext import log_context
 from m365send.sendlog import Scope
-from m365send.sendonce import Failed, SendCommand, SendOnce, Sent
+from m365send.sendonce import Failed, Scheduled, SendCommand, SendOnce, Sent
+from m365send.status import SendState
 from m365send.telemetry import FAILURES
 
-__all__ = ["DeadLetterSink", "HandBackFailed", "OutboxProcessor", "QueueResult", "Requeue"]
+__all__ = [
+    "MAX_VISIBILITY_DELAY",
+    "Completions",
+    "DeadLetterSink",
+    "HandBackFailed",
+    "OutboxProcessor",
+    "QueueResult",
+    "Requeue",
+]
+
+# Azure Storage hides a message for at most 7 days; a minute less leaves room for clock skew.
+MAX_VISIBILITY_DELAY = 7 * 24 * 3600 - 60
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +85,14 @@ class DeadLetterSink(Protocol):
         ...
 
 
+class Completions(Protocol):
+    """Puts completion messages on a producer's queue."""
+
+    def notify(self, queue: str, body: bytes) -> None:
+        """Enqueue ``body`` on ``queue``; ``DependencyUnavailable`` when it cannot."""
+        ...
+
+
 class HandBackFailed(Exception):
     """A hand-back could not be enqueued (too close to 64 KiB, or the queue refused): the host retries instead."""
 
@@ -72,7 +101,7 @@ class HandBackFailed(Exception):
 class QueueResult:
     """What became of one queue message."""
 
-    outcome: str  # sent | duplicate | dead-lettered | requeued
+    outcome: str  # sent | duplicate | dead-lettered | requeued | scheduled
     key: str
     delay: float | None = None
     detail: str = ""
@@ -91,7 +120,11 @@ class OutboxProcessor:
         max_attempts: int,
         retry_base: float,
         max_delay: float,
+        completions: Completions | None = None,
+        completion_queues: Iterable[str] = (),
     ) -> None:
+        self._completions = completions
+        self._completion_queues = frozenset(completion_queues)
         self._engine = engine
         self._dead_letters = dead_letters
         self._requeue = requeue
@@ -110,32 +143,71 @@ class OutboxProcessor:
         except RequestInvalid as error:
             key = key_of(body, queue_message_id=message_id)
             return self._dead_letter(key, "invalid", error, original_of(body), message_id, dequeue_count)
+        if queued.notify is not None and queued.notify not in self._completion_queues:
+            refused = RequestInvalid(
+                [
+                    FieldProblem(
+                        "Envelope.notify",
+                        "not_allowed",
+                        f"queue '{queued.notify}' is not one m365send may notify; add it to M365_COMPLETION_QUEUES",
+                        "ArgumentException",
+                    )
+                ]
+            )
+            return self._dead_letter(queued.key, "invalid", refused, queued.original, message_id, dequeue_count)
         deliveries = queued.attempt + dequeue_count
         if deliveries > self._max_attempts:
             exhausted = M365SendError(f"the message was tried {deliveries - 1} times; it will not be tried again")
-            return self._dead_letter(queued.key, "exhausted", exhausted, queued.original, message_id, dequeue_count)
+            return self._dead_letter(
+                queued.key, "exhausted", exhausted, queued.original, message_id, dequeue_count, queued.notify
+            )
         outcome = self._engine.handle(SendCommand(queued.request, Scope.QUEUE, queued.key))
         if isinstance(outcome, Sent):
+            self._notify(
+                queued.notify,
+                SendState(
+                    key=queued.key,
+                    via=Scope.QUEUE,
+                    status="sent",
+                    detail="Graph accepted the message",
+                    updated=datetime.now(UTC),
+                    send_at=queued.request.message.send_at,
+                    attempts=deliveries,
+                    graph_request_id=outcome.graph_request_id,
+                    internet_message_id=outcome.internet_message_id,
+                    possible_duplicate=outcome.possible_duplicate,
+                ),
+            )
             return QueueResult(
                 "sent", queued.key, detail=outcome.warning or "", possible_duplicate=outcome.possible_duplicate
             )
+        if isinstance(outcome, Scheduled):
+            # Waiting is not an attempt: the hand-back keeps the attempt count it came with.
+            delay = min(outcome.delay(datetime.now(UTC)), MAX_VISIBILITY_DELAY)
+            return self._hand_back(queued, queued.attempt, delay, "scheduled", cap=MAX_VISIBILITY_DELAY)
         if not isinstance(outcome, Failed):
             log.info("duplicate queue message acknowledged")
             return QueueResult("duplicate", queued.key, detail=outcome.status.value)
         cause = outcome.error
         if outcome.permanent:
             kind = "conflict" if isinstance(cause, IdempotencyConflict) else "permanent"
-            return self._dead_letter(queued.key, kind, cause, queued.original, message_id, dequeue_count)
+            # A conflict's notify belongs to the other message that holds the key: not told here.
+            notify = None if kind == "conflict" else queued.notify
+            return self._dead_letter(queued.key, kind, cause, queued.original, message_id, dequeue_count, notify)
         FAILURES.add(1, {"reason": type(cause).__name__, "trigger": "queue", "disposition": "retry"})
         if deliveries >= self._max_attempts:
             # The key keeps its record (free, or unknown), so a replay of the dead letter is decided on it.
-            return self._dead_letter(queued.key, "exhausted", cause, queued.original, message_id, dequeue_count)
+            return self._dead_letter(
+                queued.key, "exhausted", cause, queued.original, message_id, dequeue_count, queued.notify
+            )
         retry_after = outcome.retry_after
         delay = retry_after if retry_after is not None else self._retry_base * 2 ** (deliveries - 1)
         return self._hand_back(queued, deliveries, delay, cause.detail)
 
-    def _hand_back(self, queued: QueuedSend, deliveries: int, delay: float, why: str) -> QueueResult:
-        delay = min(max(delay, 0.0), self._max_delay)
+    def _hand_back(
+        self, queued: QueuedSend, deliveries: int, delay: float, why: str, *, cap: float | None = None
+    ) -> QueueResult:
+        delay = min(max(delay, 0.0), self._max_delay if cap is None else cap)
         body = queued.handback(attempt=deliveries)
         if encoded_size(len(body)) > MAX_QUEUE_MESSAGE:
             # Re-enqueueing would not fit: let the host's own retry (visibility timeout, dequeue count) do it.
@@ -145,10 +217,17 @@ class OutboxProcessor:
         except DependencyUnavailable as error:
             raise HandBackFailed(f"the queue refused the hand-back ({error.detail}): {why}") from None
         log.info("queue message handed back for later", extra={"attempt": deliveries, "delay_seconds": delay})
-        return QueueResult("requeued", queued.key, delay=delay, detail=why)
+        return QueueResult("scheduled" if cap else "requeued", queued.key, delay=delay, detail=why)
 
     def _dead_letter(
-        self, key: str, kind: str, error: M365SendError, payload: bytes, message_id: str, dequeue_count: int
+        self,
+        key: str,
+        kind: str,
+        error: M365SendError,
+        payload: bytes,
+        message_id: str,
+        dequeue_count: int,
+        notify: str | None = None,
     ) -> QueueResult:
         details = problem(error, request_id=message_id).body
         FAILURES.add(1, {"reason": details["type"].rsplit(":", 1)[-1], "trigger": "queue", "disposition": kind})
@@ -161,4 +240,26 @@ class OutboxProcessor:
             dequeue_count=dequeue_count,
         )
         log.warning("queue message dead-lettered: %s", error.detail, extra={"kind": kind, "problem": details["type"]})
+        self._notify(
+            notify,
+            SendState(
+                key=key,
+                via=Scope.QUEUE,
+                status="dead-lettered",
+                detail=f"set aside ({kind}): {error.detail}",
+                updated=datetime.now(UTC),
+                attempts=dequeue_count,
+                problem=details,
+            ),
+        )
         return QueueResult("dead-lettered", key, detail=error.detail)
+
+    def _notify(self, queue: str | None, state: SendState) -> None:
+        """Tell the producer's queue; a completion that cannot be sent is logged, never a reason to resend."""
+        if queue is None or self._completions is None:
+            return
+        try:
+            self._completions.notify(queue, json.dumps(state.as_json()).encode())
+        except DependencyUnavailable as error:
+            FAILURES.add(1, {"reason": "completion-not-sent", "trigger": "queue"})
+            log.warning("could not send the completion message: %s", error.detail, extra={"notify_queue": queue})

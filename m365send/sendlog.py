@@ -6,6 +6,9 @@ the one this attempt holds. What to do with an existing record is decided here, 
 ``m365send.tables`` stores records.
 
     no record / expired   ─▶ NEW            send
+    same payload, pending ─▶ NEW            send (an earlier attempt certainly did not reach Graph)
+    scheduled, not due    ─▶ SCHEDULED      nothing is sent yet: hand the message back until it is due
+    scheduled, due        ─▶ NEW            send
     same payload, sent    ─▶ ALREADY_SENT   acknowledge, replay the first answer
     same payload, failed  ─▶ ALREADY_FAILED acknowledge, replay the first problem
     reserved, lease live  ─▶ IN_FLIGHT      try again when the lease ends
@@ -19,12 +22,23 @@ as a possible duplicate (standard delivery).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-__all__ = ["Decision", "Reservation", "Scope", "SendLog", "SendRecord", "SendStatus", "decide", "scoped_key"]
+__all__ = [
+    "Decision",
+    "Reservation",
+    "Scope",
+    "SendLog",
+    "SendRecord",
+    "SendStatus",
+    "decide",
+    "scoped_key",
+    "successor",
+    "unscoped",
+]
 
 
 class Scope(StrEnum):
@@ -39,8 +53,16 @@ def scoped_key(scope: Scope, key: str) -> str:
     return f"{scope.value}:{key}"
 
 
+def unscoped(key: str) -> tuple[Scope, str]:
+    """The scope and the caller's key of a stored key (``scoped_key`` undone)."""
+    scope, _, caller_key = key.partition(":")
+    return Scope(scope), caller_key
+
+
 class SendStatus(StrEnum):
-    RESERVED = "reserved"
+    RESERVED = "reserved"  # an attempt holds the lease and is sending
+    PENDING = "pending"  # an attempt failed before Graph took the message; another will come
+    SCHEDULED = "scheduled"  # waiting for its SendAt; nothing was sent
     SENT = "sent"
     FAILED = "failed"
     UNKNOWN = "unknown"
@@ -52,6 +74,7 @@ class Decision(StrEnum):
     ALREADY_SENT = "already-sent"
     ALREADY_FAILED = "already-failed"
     IN_FLIGHT = "in-flight"
+    SCHEDULED = "scheduled"
     CONFLICT = "conflict"
 
     @property
@@ -74,6 +97,10 @@ class SendRecord:
     answer: dict[str, Any] | None = None  # the HTTP answer (202 body or problem) to replay
     graph_request_id: str | None = None
     etag: str | None = None
+    created_at: datetime | None = None  # when the key was first seen (kept across attempts)
+    updated_at: datetime | None = None  # when the record last changed
+    send_at: datetime | None = None  # a scheduled message's SendAt
+    internet_message_id: str | None = None  # known when the message went through a draft
 
 
 def decide(existing: SendRecord | None, payload_hash: str, now: datetime) -> Decision:
@@ -86,9 +113,32 @@ def decide(existing: SendRecord | None, payload_hash: str, now: datetime) -> Dec
         return Decision.ALREADY_SENT
     if existing.status is SendStatus.FAILED:
         return Decision.ALREADY_FAILED
+    if existing.status is SendStatus.PENDING:
+        return Decision.NEW
+    if existing.status is SendStatus.SCHEDULED:
+        return Decision.SCHEDULED if existing.send_at is not None and existing.send_at > now else Decision.NEW
     if existing.status is SendStatus.RESERVED and existing.lease_until > now:
         return Decision.IN_FLIGHT
     return Decision.TAKE_OVER
+
+
+def successor(existing: SendRecord | None, fresh: SendRecord, decision: Decision, now: datetime) -> SendRecord:
+    """The record an attempt that took the key (``decision.sends``) writes over ``existing``.
+
+    A live record's history carries over: when the key was first seen, its SendAt, and the count
+    of attempts (a take-over or a retry after a pending attempt is one more; a scheduled message
+    coming due is its first).
+    """
+    if existing is None or existing.expires_at <= now:
+        return fresh
+    retried = decision is Decision.TAKE_OVER or existing.status is SendStatus.PENDING
+    return replace(
+        fresh,
+        attempts=existing.attempts + 1 if retried else existing.attempts,
+        created_at=existing.created_at or fresh.created_at,
+        send_at=existing.send_at,
+        expires_at=max(fresh.expires_at, existing.expires_at),
+    )
 
 
 @dataclass(frozen=True)
@@ -122,8 +172,19 @@ class SendLog(Protocol):
         """Extend the lease by a full lease period."""
         ...
 
-    def mark_sent(self, reservation: Reservation, *, graph_request_id: str | None, answer: dict[str, Any]) -> None:
+    def mark_sent(
+        self,
+        reservation: Reservation,
+        *,
+        graph_request_id: str | None,
+        answer: dict[str, Any],
+        internet_message_id: str | None = None,
+    ) -> None:
         """Graph accepted the message: the key is done."""
+        ...
+
+    def mark_scheduled(self, reservation: Reservation, *, send_at: datetime) -> None:
+        """The message waits for ``send_at``; nothing was sent. The lease ends now."""
         ...
 
     def mark_failed(self, reservation: Reservation, *, answer: dict[str, Any]) -> None:
@@ -135,5 +196,5 @@ class SendLog(Protocol):
         ...
 
     def release(self, reservation: Reservation) -> None:
-        """Graph certainly did not take the message: give the key back for a later attempt."""
+        """Graph certainly did not take the message: the key is pending, for a later attempt to take."""
         ...

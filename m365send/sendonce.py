@@ -13,6 +13,10 @@ The rules it keeps, each a test (``tests/test_sendonce.py`` and ``tests/test_fau
   reservation is conditional on it, and an attempt that lost it stops before its next Graph step.
 - Any exception, expected or not, leaves the record in a state the next attempt can decide on.
 
+A message whose ``SendAt`` is ahead is not sent: its record is marked scheduled and the
+outcome is ``Scheduled``, for the queue to hand the message back until it is due (the HTTP
+trigger puts it on the queue). A repeat before then is ``Scheduled`` again; once due it sends.
+
 Verified delivery (``M365_DELIVERY_MODE=verified``) sends every keyed message as a draft tagged
 with a digest of its key. When an earlier attempt's outcome is unknown, the mailbox decides: the
 tagged message found sent → recorded as sent, nothing is sent; found as a draft → that draft is
@@ -26,6 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -35,11 +40,13 @@ from m365send.envelope import payload_hash
 from m365send.errors import (
     DependencyUnavailable,
     Disposition,
+    FieldProblem,
     IdempotencyConflict,
     LeaseLost,
     M365SendError,
     MailboxNotFound,
     OutcomeUnknown,
+    RequestInvalid,
     SendInProgress,
     outcome_of,
 )
@@ -50,9 +57,24 @@ from m365send.sendlog import Decision, Reservation, Scope, SendLog, SendRecord, 
 from m365send.service import EmailService, SendReceipt
 from m365send.telemetry import FAILURES
 
-__all__ = ["DeliveryMode", "Failed", "Outcome", "Replayed", "SendCommand", "SendOnce", "Sent"]
+__all__ = [
+    "MAX_SCHEDULE_AHEAD",
+    "DeliveryMode",
+    "Failed",
+    "Outcome",
+    "Replayed",
+    "Scheduled",
+    "SendCommand",
+    "SendOnce",
+    "Sent",
+]
 
 log = logging.getLogger(__name__)
+
+# A SendAt further ahead is far more likely a mistake (a wrong year) than a plan.
+MAX_SCHEDULE_AHEAD = timedelta(days=90)
+# A SendAt this close is due: the queue's delay is counted in whole seconds anyway.
+_DUE_MARGIN = timedelta(seconds=1)
 
 
 class DeliveryMode(StrEnum):
@@ -82,6 +104,7 @@ class Sent:
     possible_duplicate: bool = False
     found_in_mailbox: bool = False
     warning: str | None = None
+    internet_message_id: str | None = None
 
     def answer(self) -> HttpResult:
         """The ``202 Accepted`` answer."""
@@ -91,6 +114,8 @@ class Sent:
             "mailbox": self.mailbox,
             "graphRequestId": self.graph_request_id,
         }
+        if self.internet_message_id:
+            body["internetMessageId"] = self.internet_message_id
         if self.key is not None:
             body["idempotencyKey"] = self.key
         if self.possible_duplicate:
@@ -115,6 +140,30 @@ class Replayed:
 
 
 @dataclass(frozen=True)
+class Scheduled:
+    """The message waits for its ``SendAt``; nothing was sent. The key's record says so."""
+
+    request: SendRequest
+    key: str
+    send_at: datetime
+
+    def delay(self, now: datetime) -> float:
+        """Seconds until the message is due."""
+        return max((self.send_at - now).total_seconds(), 0.0)
+
+    def answer(self) -> HttpResult:
+        """The ``202 Accepted`` answer of a scheduled send, with where to ask after it."""
+        body = {
+            "status": "scheduled",
+            "requestId": self.request.request_id,
+            "idempotencyKey": self.key,
+            "sendAt": self.send_at.isoformat().replace("+00:00", "Z"),
+            "statusUrl": f"/api/messages/{quote(self.key, safe='')}",
+        }
+        return HttpResult.json(202, body)
+
+
+@dataclass(frozen=True)
 class Failed:
     """Not sent (or, for ``OutcomeUnknown``, not known to be sent). ``permanent``: do not retry."""
 
@@ -135,7 +184,7 @@ class Failed:
         return problem(self.error, request_id=request_id)
 
 
-Outcome = Sent | Replayed | Failed
+Outcome = Sent | Replayed | Scheduled | Failed
 
 # Record writes after Graph accepted are worth a few quick tries: the alternative is a resend.
 _RECORD_TRIES = 3
@@ -166,6 +215,19 @@ class SendOnce:
 
     def handle(self, command: SendCommand) -> Outcome:
         """Send ``command`` once; what became of it. Unexpected exceptions propagate after the record is safe."""
+        send_at = command.request.message.send_at
+        now = datetime.now(UTC)
+        if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
+            return Failed(_too_far_ahead(send_at))
+        ahead = send_at is not None and send_at - now > _DUE_MARGIN
+        if ahead and (command.key is None or command.scope is not Scope.QUEUE):
+            return Failed(_needs_queue())  # only the queue can hold a message until it is due
+        if ahead:
+            try:
+                # A sender that may not send is told now, not when the message comes due.
+                self._service.check(command.request)
+            except M365SendError as error:
+                return Failed(error)
         if command.key is None:
             return self._unrecorded(command)
         if self._sends is None or self._leases is None:
@@ -182,6 +244,9 @@ class SendOnce:
                     f"idempotency key '{command.key}' was already used for a different message; this one was not sent"
                 )
             )
+        if decision is Decision.SCHEDULED:
+            assert reservation.record.send_at is not None  # decide() only schedules a record with a SendAt
+            return Scheduled(command.request, command.key, reservation.record.send_at)
         if decision in (Decision.ALREADY_SENT, Decision.ALREADY_FAILED):
             log.info("idempotency key already finished: answering as the first time", extra={"decision": decision})
             return Replayed(_stored_answer(reservation.record, command), reservation.record.status)
@@ -190,6 +255,8 @@ class SendOnce:
             return Failed(
                 SendInProgress(f"a send with idempotency key '{command.key}' is in progress", retry_after=left + 1)
             )
+        if ahead and send_at is not None:
+            return self._schedule(command.request, command.key, reservation, send_at)
         with self._leases.hold(reservation) as held:
             try:
                 if decision is Decision.TAKE_OVER:
@@ -200,6 +267,17 @@ class SendOnce:
                 # attempt to decide on (a crash leaves it reserved, which its lease ends the same way).
                 self._write_unknown(held)
                 raise
+
+    def _schedule(self, request: SendRequest, key: str, reservation: Reservation, send_at: datetime) -> Outcome:
+        try:
+            self._sends_or_fail().mark_scheduled(reservation, send_at=send_at)
+        except LeaseLost as error:
+            return Failed(error)
+        except DependencyUnavailable as error:
+            # Nothing was sent; the reservation's lease ends on its own and a retry schedules again.
+            return Failed(error)
+        log.info("email scheduled", extra={"send_at": send_at.isoformat()})
+        return Scheduled(request, key, send_at)
 
     # --- the send itself ------------------------------------------------------------------------
     def _unrecorded(self, command: SendCommand) -> Outcome:
@@ -294,6 +372,7 @@ class SendOnce:
             command.key,
             graph_request_id=receipt.graph_request_id,
             possible_duplicate=possible_duplicate,
+            internet_message_id=receipt.internet_message_id,
         )
 
     # --- record writes --------------------------------------------------------------------------
@@ -316,6 +395,7 @@ class SendOnce:
                         _flagged(reservation, sent.possible_duplicate),
                         graph_request_id=sent.graph_request_id,
                         answer=answer,
+                        internet_message_id=sent.internet_message_id,
                     )
         except LeaseLost:
             return _warned(sent, "another attempt took this key over while it was sent; it may send it again")
@@ -339,6 +419,28 @@ class SendOnce:
         except M365SendError as error:
             # The lease still ends on its own, and the next attempt then treats the key the same way.
             log.warning("could not record an unknown outcome: %s", error.detail)
+
+
+def _too_far_ahead(send_at: datetime) -> RequestInvalid:
+    days = MAX_SCHEDULE_AHEAD.days
+    when = send_at.isoformat().replace("+00:00", "Z")
+    return RequestInvalid(
+        [FieldProblem("SendAt", "too_far", f"{when} is more than {days} days ahead", "ArgumentException")]
+    )
+
+
+def _needs_queue() -> RequestInvalid:
+    return RequestInvalid(
+        [
+            FieldProblem(
+                "SendAt",
+                "needs_queue",
+                "a message scheduled for later waits on the outbox queue: send it with an idempotency key "
+                "(POST /api/send does this itself) or enqueue it",
+                "ArgumentException",
+            )
+        ]
+    )
 
 
 def _flagged(reservation: Reservation, possible_duplicate: bool) -> Reservation:

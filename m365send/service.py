@@ -59,6 +59,7 @@ class SendReceipt:
     mailbox: str
     graph_request_id: str | None
     attempts: int
+    internet_message_id: str | None = None
 
 
 class EmailService:
@@ -74,6 +75,7 @@ class EmailService:
         blobs: BlobOpener | None = None,
         attachment_containers: Iterable[str] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        on_behalf_of: Iterable[tuple[str, str]] = (),
     ) -> None:
         self._tokens = tokens
         self._mail = mail
@@ -82,6 +84,7 @@ class EmailService:
         self._blobs = blobs
         self._containers = frozenset(attachment_containers)
         self._max_message_bytes = max_message_bytes
+        self._on_behalf = frozenset((fold_address(d), fold_address(p)) for d, p in on_behalf_of)
 
     def mailbox_of(self, request: SendRequest) -> str:
         """The mailbox a request sends as (its sender, else the default)."""
@@ -99,6 +102,16 @@ class EmailService:
         if fold_address(sender_address) not in self._allowed:
             raise SenderNotAllowed(
                 f"From '{sender_address}' is not an address this service may send as; add it to M365_ALLOWED_SENDERS",
+                exception="ServiceException",
+            )
+        principal = request.message.on_behalf_of
+        if (
+            principal is not None
+            and (fold_address(sender_address), fold_address(principal.address)) not in self._on_behalf
+        ):
+            raise SenderNotAllowed(
+                f"From '{sender_address}' may not send on behalf of '{principal.address}'; add "
+                f"'{sender_address}>{principal.address}' to M365_ON_BEHALF_OF",
                 exception="ServiceException",
             )
         return mailbox
@@ -210,4 +223,5 @@ class EmailService:
             mailbox=mailbox,
             graph_request_id=receipt.request_id,
             attempts=receipt.attempts,
+            internet_message_id=receipt.internet_message_id,
         )

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from m365send.attachments import is_container_name
 from m365send.errors import ConfigurationInvalid
-from m365send.models import fold_address, is_object_id
+from m365send.models import fold_address, is_object_id, is_queue_name
 
 __all__ = ["Settings", "load_settings"]
 
@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     sender: str = Field(validation_alias="M365_SENDER", min_length=1)
     allowed_senders: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), validation_alias="M365_ALLOWED_SENDERS"
+    )
+    # "delegate>principal" pairs: From may send on behalf of OnBehalfOf (Exchange's Send on Behalf).
+    on_behalf_of: Annotated[frozenset[tuple[str, str]], NoDecode] = Field(
+        default=frozenset(), validation_alias="M365_ON_BEHALF_OF"
+    )
+    # Queues a queue producer may name for completion messages (its envelope's "notify").
+    completion_queues: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), validation_alias="M365_COMPLETION_QUEUES"
     )
     managed_identity_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")
     authority_host: str = Field(default=DEFAULT_AUTHORITY_HOST, validation_alias="M365_AUTHORITY_HOST")
@@ -111,6 +119,32 @@ class Settings(BaseSettings):
             return frozenset(fold_address(p.strip()) for p in value.replace(";", ",").split(",") if p.strip())
         return value
 
+    @field_validator("on_behalf_of", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs = set()
+        for entry in (p.strip() for p in value.replace(";", ",").split(",")):
+            if not entry:
+                continue
+            delegate, arrow, principal = (part.strip() for part in entry.partition(">"))
+            if not arrow or not delegate or not principal:
+                raise ValueError(f"'{entry}' is not delegate>principal (ops@contoso.com>helpdesk@contoso.com)")
+            pairs.add((fold_address(delegate), fold_address(principal)))
+        return frozenset(pairs)
+
+    @field_validator("completion_queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        names = frozenset(p.strip() for p in value.replace(";", ",").split(",") if p.strip())
+        for name in names:
+            if not is_queue_name(name):
+                raise ValueError(f"'{name}' is not a queue name (3 to 63 lowercase letters, digits and single hyphens)")
+        return names
+
     @field_validator("attachment_containers", mode="before")
     @classmethod
     def _split_containers(cls, value: Any) -> Any:
@@ -147,6 +181,8 @@ class Settings(BaseSettings):
                 "M365_ATTACHMENT_CONTAINERS names containers of the app's own storage account, so set "
                 "AzureWebJobsStorage or AzureWebJobsStorage__blobServiceUri"
             )
+        if self.queue_name in self.completion_queues or f"{self.queue_name}-poison" in self.completion_queues:
+            raise ValueError("M365_COMPLETION_QUEUES must not name the outbox queue or its poison queue")
         if is_object_id(self.sender) and not self.allowed_senders:
             raise ValueError(
                 "M365_SENDER is an object id, so M365_ALLOWED_SENDERS must list the address(es) it sends as"

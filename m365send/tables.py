@@ -19,7 +19,6 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
-    AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -27,8 +26,8 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, UpdateMode
 
 from m365send.azure_errors import azure_errors
-from m365send.errors import LeaseLost
-from m365send.sendlog import Decision, Reservation, SendRecord, SendStatus, decide
+from m365send.errors import DependencyUnavailable, LeaseLost
+from m365send.sendlog import Decision, Reservation, SendRecord, SendStatus, decide, successor
 
 __all__ = ["DeadLetter", "TableDeadLetters", "TableSendLog"]
 
@@ -59,6 +58,11 @@ def _entity(record: SendRecord) -> dict[str, Any]:
         "PossibleDuplicate": record.possible_duplicate,
         "Answer": json.dumps(record.answer) if record.answer is not None else "",
         "GraphRequestId": record.graph_request_id or "",
+        "InternetMessageId": record.internet_message_id or "",
+        # Table storage has no null: an absent time is simply not written.
+        **({"CreatedAt": record.created_at} if record.created_at else {}),
+        **({"UpdatedAt": record.updated_at} if record.updated_at else {}),
+        **({"SendAt": record.send_at} if record.send_at else {}),
     }
 
 
@@ -74,6 +78,10 @@ def _record(entity: Any) -> SendRecord:
         answer=json.loads(entity["Answer"]) if entity.get("Answer") else None,
         graph_request_id=entity.get("GraphRequestId") or None,
         etag=entity.metadata.get("etag"),
+        created_at=entity.get("CreatedAt"),
+        updated_at=entity.get("UpdatedAt"),
+        send_at=entity.get("SendAt"),
+        internet_message_id=entity.get("InternetMessageId") or None,
     )
 
 
@@ -115,6 +123,8 @@ class TableSendLog:
             payload_hash=payload_hash,
             lease_until=now + self._lease,
             expires_at=now + self._retention,
+            created_at=now,
+            updated_at=now,
         )
         with _storage_errors():
             try:
@@ -129,7 +139,7 @@ class TableSendLog:
             if not decision.sends:
                 return Reservation(decision, existing)
             # The engine decides whether a take-over's send is a possible duplicate (verified delivery may show not).
-            taken = replace(fresh, attempts=existing.attempts + 1 if decision is Decision.TAKE_OVER else 1)
+            taken = successor(existing, fresh, decision, now)
             try:
                 updated = self._table.update_entity(
                     _entity(taken),
@@ -145,6 +155,7 @@ class TableSendLog:
     def _replace(self, record: SendRecord, etag: str | None) -> str | None:
         """Write ``record`` if the stored one still has ``etag``; the new etag. ``LeaseLost`` otherwise."""
         lost = LeaseLost
+        record = replace(record, updated_at=self._clock())
         with azure_errors("Table storage", not_found=lost, modified=lost):
             updated = self._table.update_entity(
                 _entity(record), mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
@@ -157,19 +168,39 @@ class TableSendLog:
         etag = self._replace(renewed, reservation.record.etag)
         return Reservation(reservation.decision, replace(renewed, etag=etag))
 
-    def _finish(
-        self, reservation: Reservation, status: SendStatus, answer: dict[str, Any] | None, graph_id: str | None
+    def mark_sent(
+        self,
+        reservation: Reservation,
+        *,
+        graph_request_id: str | None,
+        answer: dict[str, Any],
+        internet_message_id: str | None = None,
     ) -> None:
-        record = replace(reservation.record, status=status, answer=answer, graph_request_id=graph_id)
-        self._replace(record, reservation.record.etag)
-
-    def mark_sent(self, reservation: Reservation, *, graph_request_id: str | None, answer: dict[str, Any]) -> None:
         """Record that Graph accepted the message."""
-        self._finish(reservation, SendStatus.SENT, answer, graph_request_id)
+        record = replace(
+            reservation.record,
+            status=SendStatus.SENT,
+            answer=answer,
+            graph_request_id=graph_request_id,
+            internet_message_id=internet_message_id,
+        )
+        self._replace(record, reservation.record.etag)
 
     def mark_failed(self, reservation: Reservation, *, answer: dict[str, Any]) -> None:
         """Record a permanent failure and its problem."""
-        self._finish(reservation, SendStatus.FAILED, answer, None)
+        record = replace(reservation.record, status=SendStatus.FAILED, answer=answer, graph_request_id=None)
+        self._replace(record, reservation.record.etag)
+
+    def mark_scheduled(self, reservation: Reservation, *, send_at: datetime) -> None:
+        """Record that the message waits for ``send_at``; the record lives until ``send_at`` plus the window."""
+        record = replace(
+            reservation.record,
+            status=SendStatus.SCHEDULED,
+            send_at=send_at,
+            lease_until=self._clock(),
+            expires_at=max(reservation.record.expires_at, send_at + self._retention),
+        )
+        self._replace(record, reservation.record.etag)
 
     def mark_unknown(self, reservation: Reservation) -> None:
         """Record that Graph's answer was lost; the lease ends now, so the next attempt need not wait."""
@@ -177,17 +208,14 @@ class TableSendLog:
         self._replace(record, reservation.record.etag)
 
     def release(self, reservation: Reservation) -> None:
-        """Delete our reservation, unless another attempt has taken the key since."""
+        """Mark the key pending (its lease ended), unless another attempt has taken it since."""
+        record = replace(reservation.record, status=SendStatus.PENDING, lease_until=self._clock())
         try:
-            self._table.delete_entity(
-                *_address(reservation.record.key),
-                etag=reservation.record.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
+            self._replace(record, reservation.record.etag)
+        except LeaseLost:
             pass
-        except AzureError as exc:
-            log.warning("could not release a reservation; it frees itself when its lease ends: %s", type(exc).__name__)
+        except DependencyUnavailable as error:
+            log.warning("could not release a reservation; it frees itself when its lease ends: %s", error.detail)
 
     def purge_expired(self) -> int:
         """Delete send records whose idempotency window has passed; returns how many."""
@@ -282,6 +310,18 @@ class TableDeadLetters:
                 if len(letters) >= limit:
                     break
         return letters
+
+    def latest_for(self, key: str) -> DeadLetter | None:
+        """The newest dead letter of the queue key ``key``, if any."""
+        with _storage_errors():
+            rows = self._table.query_entities(
+                "PartitionKey eq @partition and Key eq @key",
+                parameters={"partition": _DEAD_LETTER_PARTITION, "key": key},
+                results_per_page=1,
+            )
+            for entity in rows:
+                return self._letter(entity)  # rows sort newest first
+        return None
 
     def get(self, letter_id: str) -> DeadLetter | None:
         """One dead letter by id."""

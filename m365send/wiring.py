@@ -28,12 +28,13 @@ from m365send.pacing import MailboxPacer, Pacer
 from m365send.sendonce import DeliveryMode, SendOnce
 from m365send.service import EmailService
 from m365send.settings import DEFAULT_AUTHORITY_HOST, Settings, load_settings
+from m365send.status import StatusBook
 from m365send.tokens import GraphTokens
 
 if TYPE_CHECKING:  # storage clients are imported when first built: HTTP sends without a key never need them
     from azure.storage.blob import BlobServiceClient
 
-    from m365send.client import OutboxClient
+    from m365send.client import CompletionQueues, OutboxClient
     from m365send.tables import TableDeadLetters, TableSendLog
 
 __all__ = [
@@ -222,6 +223,7 @@ def build_service(settings: Settings, parts: Parts | None = None) -> EmailServic
         blobs=build_blobs(settings),
         attachment_containers=settings.attachment_sources,
         max_message_bytes=settings.message_max_bytes,
+        on_behalf_of=settings.on_behalf_of,
     )
 
 
@@ -232,24 +234,28 @@ class Storage:
     sends: TableSendLog
     dead_letters: TableDeadLetters
     outbox: OutboxClient
+    completions: CompletionQueues
 
 
 def build_storage(settings: Settings) -> Storage:
     """Table and queue clients from the Functions host's own storage connection (created once)."""
     from azure.data.tables import TableServiceClient
+    from azure.storage.queue import QueueServiceClient
 
-    from m365send.client import OutboxClient
+    from m365send.client import CompletionQueues, OutboxClient
     from m365send.tables import TableDeadLetters, TableSendLog
 
     if settings.storage_connection:
         tables = TableServiceClient.from_connection_string(settings.storage_connection)
         outbox = OutboxClient.from_connection_string(settings.storage_connection, settings.queue_name)
+        queues = QueueServiceClient.from_connection_string(settings.storage_connection)
     elif settings.queue_service_uri and settings.table_service_uri:
         credential = _storage_credential(settings)
         tables = TableServiceClient(endpoint=settings.table_service_uri, credential=credential)
         outbox = OutboxClient.from_queue_url(
             f"{settings.queue_service_uri.rstrip('/')}/{settings.queue_name}", credential=credential
         )
+        queues = QueueServiceClient(settings.queue_service_uri, credential=credential)
     else:
         raise ConfigurationInvalid(
             "set AzureWebJobsStorage (a connection string) or AzureWebJobsStorage__queueServiceUri and "
@@ -271,6 +277,7 @@ def build_storage(settings: Settings) -> Storage:
         ),
         dead_letters=TableDeadLetters(table=table),
         outbox=outbox,
+        completions=CompletionQueues(service=queues, create_missing=bool(settings.storage_connection)),
     )
 
 
@@ -293,6 +300,8 @@ def build_outbox(settings: Settings, engine: SendOnce, storage: Storage) -> Outb
         max_attempts=settings.queue_max_attempts,
         retry_base=settings.queue_retry_base,
         max_delay=settings.queue_max_delay,
+        completions=storage.completions,
+        completion_queues=settings.completion_queues,
     )
 
 
@@ -375,6 +384,11 @@ class Worker:
             if self._storage is None:
                 self._storage = build_storage(self.settings())
             return self._storage
+
+    def status(self) -> StatusBook:
+        """The status look-up over send records and dead letters."""
+        storage = self.storage()
+        return StatusBook(records=storage.sends, dead_letters=storage.dead_letters)
 
     def sends(self) -> TableSendLog:
         """Send records, for idempotent HTTP sends."""

@@ -68,6 +68,11 @@ class Draft:
     attachments: list[ReceivedAttachment] = field(default_factory=list)
 
     @property
+    def internet_message_id(self) -> str:
+        """The Message-ID Exchange gives a draft when it is created (kept when it is sent)."""
+        return f"<{self.id}@{self.mailbox_upn.split('@')[-1]}>"
+
+    @property
     def attachment_bytes(self) -> int:
         """Total size of the attachments."""
         return sum(a.size for a in self.attachments)
@@ -130,7 +135,9 @@ class DraftStore:
             self._store(draft, attachment)
         with self._lock:
             self.drafts[draft.id] = draft
-        return json_reply(201, {**message, "id": draft.id, "isDraft": True})
+        return json_reply(
+            201, {**message, "id": draft.id, "isDraft": True, "internetMessageId": draft.internet_message_id}
+        )
 
     def update(self, draft: Draft, changes: dict[str, Any]) -> Reply:
         """``PATCH /users/{id}/messages/{id}``: 200 with the draft; extended properties merge by id."""

@@ -9,6 +9,7 @@ use it for schemathesis; the functions themselves are the same objects the host 
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,6 +30,8 @@ class FunctionsHttpHost:
         self.key = key or secrets.token_urlsafe(24)
         self._prefix = prefix.strip("/")
         self._routes: dict[tuple[str, str], tuple[Callable[[func.HttpRequest], func.HttpResponse], bool]] = {}
+        # Templates such as messages/{key}: a {name} matches one path segment, as the host's routing does.
+        self._templates: list[tuple[str, re.Pattern[str], str]] = []
         for function in functions:
             trigger = function.get_trigger()
             if not isinstance(trigger, HttpTrigger):
@@ -37,6 +40,9 @@ class FunctionsHttpHost:
             for method in trigger.methods or []:
                 verb = getattr(method, "value", str(method))
                 self._routes[(verb, str(trigger.route))] = (function.get_user_function(), anonymous)
+                if "{" in str(trigger.route):
+                    pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(str(trigger.route)))
+                    self._templates.append((verb, re.compile(f"^{pattern}$"), str(trigger.route)))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", "")).lstrip("/")
@@ -46,6 +52,12 @@ class FunctionsHttpHost:
         headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
             headers["content-type"] = str(environ["CONTENT_TYPE"])
+        route_params: dict[str, str] = {}
+        for verb, pattern, template in self._templates:
+            match = pattern.match(route)
+            if verb == method and match:
+                route, route_params = template, match.groupdict()
+                break
         target = self._routes.get((method, route))
         if target is None or not path.startswith(self._prefix + "/"):
             return self._answer(start_response, 404, b"", {})
@@ -55,7 +67,9 @@ class FunctionsHttpHost:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         host = headers.get("host", "localhost")
-        request = func.HttpRequest(method, f"http://{host}/{path}", headers=headers, params=params, body=body)
+        request = func.HttpRequest(
+            method, f"http://{host}/{path}", headers=headers, params=params, route_params=route_params, body=body
+        )
         response = function(request)
         return self._answer(start_response, response.status_code, response.get_body(), dict(response.headers))
 

@@ -73,11 +73,13 @@ _TAG_FILTER = re.compile(r"^singleValueExtendedProperties/Any\(ep: ep/id eq '(.+
 
 @dataclass
 class Mailbox:
-    """A user with an Exchange Online mailbox; ``send_as`` lists other addresses it may send as."""
+    """A user with an Exchange Online mailbox; ``send_as`` lists other addresses it may send as,
+    ``send_on_behalf`` those it may send on behalf of (Exchange's two mailbox permissions)."""
 
     object_id: str
     upn: str
     send_as: set[str] = field(default_factory=set)
+    send_on_behalf: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class SentMail:
     attachments: tuple[ReceivedAttachment, ...] = ()
     via_draft: bool = False
     id: str = field(default_factory=lambda: "AAMkAD" + uuid.uuid4().hex)
+    sender: str = ""  # who Exchange says sent it: the mailbox when it sent on behalf of from, else from
 
 
 @dataclass(frozen=True)
@@ -348,9 +351,11 @@ class GraphStandIn:
     ) -> Reply:
         if route == ("POST", "sendMail"):
             message, save = self._check_body(request.json())
-            self._check_sender(mailbox, message)
+            sender = self._check_sender(mailbox, message)
             with self._lock:
-                self.sent.append(SentMail(mailbox.upn, app_id, message, save, request.header("client-request-id")))
+                self.sent.append(
+                    SentMail(mailbox.upn, app_id, message, save, request.header("client-request-id"), sender=sender)
+                )
             return Reply(202)
         if route == ("POST", "messages"):
             message = request.json()
@@ -379,7 +384,7 @@ class GraphStandIn:
             return self.drafts.delete(draft)
         # POST messages/{id}/send
         self._check_message(draft.message, require_recipients=True)
-        self._check_sender(mailbox, draft.message)
+        sender = self._check_sender(mailbox, draft.message)
         size = draft.attachment_bytes + len(json.dumps(draft.message))
         if size > self.max_message_size:
             return graph_error(
@@ -399,6 +404,7 @@ class GraphStandIn:
                     attachments=tuple(draft.attachments),
                     via_draft=True,
                     id=draft.id,
+                    sender=sender,
                 )
             )
         return Reply(202)
@@ -559,16 +565,28 @@ class GraphStandIn:
             raise _BadBody("RequestBodyRead", "Cannot convert the literal to the expected type 'Edm.Binary'.") from None
 
     @staticmethod
-    def _check_sender(mailbox: Mailbox, message: dict[str, Any]) -> None:
-        sender = message.get("from", {}).get("emailAddress", {}).get("address")
-        if (
-            sender
-            and sender.casefold() != mailbox.upn.casefold()
-            and sender.casefold() not in {a.casefold() for a in mailbox.send_as}
-        ):
-            raise _BadBody(
-                "ErrorSendAsDenied",
-                "The user account which was used to submit this request does not "
-                "have the right to send mail on behalf of the specified sending "
-                "account., Cannot submit message.",
-            )
+    def _check_sender(mailbox: Mailbox, message: dict[str, Any]) -> str:
+        """Exchange's rule for ``from`` and ``sender``; who the message is sent by.
+
+        ``from`` other than the mailbox needs Send As (then sender is from: no sign of the mailbox)
+        or Send on Behalf (then sender is the mailbox: "mailbox on behalf of from"). A ``sender``
+        given in the message must be the mailbox actually used (or from itself, under Send As); the
+        permission, not the request, decides which one Exchange records.
+        """
+        denied = _BadBody(
+            "ErrorSendAsDenied",
+            "The user account which was used to submit this request does not "
+            "have the right to send mail on behalf of the specified sending "
+            "account., Cannot submit message.",
+        )
+        upn = mailbox.upn.casefold()
+        shown = str(message.get("from", {}).get("emailAddress", {}).get("address") or mailbox.upn).casefold()
+        send_as = {a.casefold() for a in mailbox.send_as}
+        on_behalf = {a.casefold() for a in mailbox.send_on_behalf}
+        if shown != upn and shown not in send_as and shown not in on_behalf:
+            raise denied
+        effective = shown if shown == upn or shown in send_as else upn
+        claimed = message.get("sender", {}).get("emailAddress", {}).get("address")
+        if claimed and str(claimed).casefold() not in {upn, effective}:
+            raise denied
+        return effective

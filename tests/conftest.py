@@ -101,6 +101,20 @@ def invoke(
     return Answer(response.status_code, dict(response.headers), json.loads(text) if text else {})
 
 
+def status_of(key: str, **params: str) -> Answer:
+    """GET /api/messages/{key} through the real ``status`` function."""
+    request = func.HttpRequest(
+        "GET",
+        f"https://func-m365send.azurewebsites.net/api/messages/{key}",
+        body=b"",
+        params=params,
+        route_params={"key": key},
+        headers={},
+    )
+    response: func.HttpResponse = indexed_functions()["status"].get_user_function()(request)
+    return Answer(response.status_code, dict(response.headers), json.loads(response.get_body()))
+
+
 class SendApi:
     """Calls the real decorated ``send`` function with real ``func.HttpRequest`` objects."""
 

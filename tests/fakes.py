@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -12,8 +13,8 @@ from typing import Any
 from m365send.attachments import Content
 from m365send.drafts import TAG_PROPERTY_ID
 from m365send.errors import LeaseLost, M365SendError, MailboxNotFound
-from m365send.mailbox import GraphReceipt, TaggedMessage, UploadSession
-from m365send.sendlog import Decision, Reservation, SendRecord, SendStatus, decide
+from m365send.mailbox import CreatedDraft, GraphReceipt, TaggedMessage, UploadSession
+from m365send.sendlog import Reservation, SendRecord, SendStatus, decide, successor
 
 
 class FakeTokens:
@@ -55,11 +56,11 @@ class FakeMail:
         self._delivered("send_mail")
         return GraphReceipt(request_id="graph-1", client_request_id=client_request_id, attempts=1)
 
-    def create_draft(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> str:
+    def create_draft(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> CreatedDraft:
         self._call("create_draft")
         draft_id = f"draft-{next(self._ids)}"
         self.drafts[draft_id] = {"mailbox": mailbox, "message": json.loads(body)}
-        return draft_id
+        return CreatedDraft(draft_id, f"<{draft_id}@contoso.com>")
 
     def update_draft(self, *, mailbox: str, message_id: str, body: bytes, token: str, client_request_id: str) -> None:
         self._call("update_draft")
@@ -152,31 +153,55 @@ class MemorySendLog:
             if not decision.sends:
                 assert existing is not None
                 return Reservation(decision, existing)
-            attempts = existing.attempts + 1 if existing and decision is Decision.TAKE_OVER else 1
             fresh = SendRecord(
                 key=key,
                 status=SendStatus.RESERVED,
                 payload_hash=payload_hash,
                 lease_until=now + self.lease,
                 expires_at=now + timedelta(days=7),
-                attempts=attempts,
+                created_at=now,
+                updated_at=now,
             )
-            return Reservation(decision, self._stamp(fresh))
+            return Reservation(decision, self._stamp(successor(existing, fresh, decision, now)))
 
     def _replace(self, record: SendRecord, etag: str | None) -> SendRecord:
         with self._lock:
             if self.records.get(record.key, record).etag != etag:
                 raise LeaseLost()
-            return self._stamp(record)
+            return self._stamp(replace(record, updated_at=datetime.now(UTC)))
 
     def renew(self, reservation: Reservation) -> Reservation:
         self._maybe_fail("renew")
         renewed = replace(reservation.record, lease_until=datetime.now(UTC) + self.lease)
         return Reservation(reservation.decision, self._replace(renewed, reservation.record.etag))
 
-    def mark_sent(self, reservation: Reservation, *, graph_request_id: str | None, answer: dict[str, Any]) -> None:
+    def mark_sent(
+        self,
+        reservation: Reservation,
+        *,
+        graph_request_id: str | None,
+        answer: dict[str, Any],
+        internet_message_id: str | None = None,
+    ) -> None:
         self._maybe_fail("mark_sent")
-        record = replace(reservation.record, status=SendStatus.SENT, answer=answer, graph_request_id=graph_request_id)
+        record = replace(
+            reservation.record,
+            status=SendStatus.SENT,
+            answer=answer,
+            graph_request_id=graph_request_id,
+            internet_message_id=internet_message_id,
+        )
+        self._replace(record, reservation.record.etag)
+
+    def mark_scheduled(self, reservation: Reservation, *, send_at: datetime) -> None:
+        self._maybe_fail("mark_scheduled")
+        record = replace(
+            reservation.record,
+            status=SendStatus.SCHEDULED,
+            send_at=send_at,
+            lease_until=datetime.now(UTC),
+            expires_at=max(reservation.record.expires_at, send_at + timedelta(days=7)),
+        )
         self._replace(record, reservation.record.etag)
 
     def mark_failed(self, reservation: Reservation, *, answer: dict[str, Any]) -> None:
@@ -189,6 +214,6 @@ class MemorySendLog:
         self._replace(record, reservation.record.etag)
 
     def release(self, reservation: Reservation) -> None:
-        with self._lock:
-            if self.records.get(reservation.record.key, reservation.record).etag == reservation.record.etag:
-                self.records.pop(reservation.record.key, None)
+        record = replace(reservation.record, status=SendStatus.PENDING, lease_until=datetime.now(UTC))
+        with contextlib.suppress(LeaseLost):
+            self._replace(record, reservation.record.etag)

@@ -30,7 +30,7 @@ def test_indexing_the_app_reads_no_settings_and_imports_none_of_the_core() -> No
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['health', 'openapi', 'outbox', 'purge', 'send', 'validate', 'warmup']"
+    assert result.stdout.strip() == "['health', 'openapi', 'outbox', 'purge', 'send', 'status', 'validate', 'warmup']"
 
 
 def test_outbox_is_a_queue_trigger_on_the_configured_queue_over_the_host_storage() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from standins.cloud import LocalCloud
-from tests.conftest import SendApi
+from standins.cloud import SENDER, LocalCloud
+from tests.conftest import Configure, SendApi
 
 
 def test_reply_to_reaches_graph_as_reply_to_recipients(
@@ -107,3 +107,75 @@ def test_the_graph_stand_in_refuses_what_graph_refuses(cloud: LocalCloud) -> Non
 
     assert six.value.code == "InvalidInternetMessageHeaderCollection"
     assert unprefixed.value.code == "InvalidInternetMessageHeader"
+
+
+# --- OnBehalfOf: Exchange's Send on Behalf ----------------------------------------------------------
+
+HELPDESK = "helpdesk@contoso.com"
+
+
+def test_on_behalf_of_sends_from_the_principal_with_the_mailbox_as_sender(
+    configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    api = configure(M365_ON_BEHALF_OF=f"{SENDER}>{HELPDESK}")
+    cloud.mailbox.send_on_behalf.add(HELPDESK)
+
+    answer = api.post({**seed_message, "From": {"Address": SENDER}, "OnBehalfOf": {"Address": HELPDESK}})
+
+    [sent] = cloud.graph.sent
+    assert answer.status == 202
+    assert sent.message["from"] == {"emailAddress": {"address": HELPDESK}}
+    assert sent.message["sender"] == {"emailAddress": {"address": SENDER}}
+    assert sent.sender == SENDER  # Exchange records the mailbox: "notifications on behalf of helpdesk"
+
+
+def test_on_behalf_of_a_pair_the_allow_list_lacks_is_a_403_naming_the_setting(
+    configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    api = configure(M365_ON_BEHALF_OF=f"{SENDER}>billing@contoso.com")
+
+    answer = api.post({**seed_message, "From": {"Address": SENDER}, "OnBehalfOf": {"Address": HELPDESK}})
+
+    assert answer.status == 403
+    assert f"{SENDER}>{HELPDESK}" in answer.body["detail"]
+    assert "M365_ON_BEHALF_OF" in answer.body["detail"]
+    assert cloud.graph.sent == []
+
+
+def test_on_behalf_of_without_exchanges_permission_is_graphs_send_as_denied(
+    configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    api = configure(M365_ON_BEHALF_OF=f"{SENDER}>{HELPDESK}")
+
+    answer = api.post({**seed_message, "From": {"Address": SENDER}, "OnBehalfOf": {"Address": HELPDESK}})
+
+    assert answer.status == 403
+    assert answer.body["graphCode"] == "ErrorSendAsDenied"
+    assert cloud.graph.sent == []
+
+
+def test_the_graph_stand_in_records_send_as_as_from_itself(cloud: LocalCloud) -> None:
+    from standins.graph import GraphStandIn
+
+    cloud.mailbox.send_as.add(HELPDESK)
+    message = {"from": {"emailAddress": {"address": HELPDESK}}, "sender": {"emailAddress": {"address": SENDER}}}
+
+    assert GraphStandIn._check_sender(cloud.mailbox, message) == HELPDESK
+
+
+def test_on_behalf_of_from_itself_is_a_400(configure: Configure, seed_message: dict[str, Any]) -> None:
+    answer = configure().post({**seed_message, "From": {"Address": SENDER}, "OnBehalfOf": {"Address": SENDER}})
+
+    assert answer.status == 400
+    assert [e["field"] for e in answer.body["errors"]] == ["OnBehalfOf"]
+
+
+def test_a_malformed_on_behalf_of_setting_is_named_on_health(configure: Configure) -> None:
+    from tests.conftest import invoke
+
+    configure(M365_ON_BEHALF_OF="helpdesk@contoso.com")
+
+    answer = invoke("health", "GET")
+
+    assert answer.status == 503
+    assert answer.body["problems"][0]["settings"] == ["M365_ON_BEHALF_OF"]

@@ -242,14 +242,24 @@ def test_a_permanent_refusal_is_recorded_and_replayed(standard: Parts, seed_mess
     assert standard.deliveries() == 0
 
 
-def test_a_transient_failure_in_standard_delivery_frees_the_key(standard: Parts, seed_message: dict[str, Any]) -> None:
+def test_a_transient_failure_in_standard_delivery_leaves_the_key_pending_for_the_next_attempt(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
     standard.mail.fail["send_mail"] = DependencyUnavailable("throttled", retry_after=3)
 
     outcome = standard.engine.handle(standard.command(seed_message))
 
     assert isinstance(outcome, Failed)
     assert outcome.retry_after == 3
-    assert standard.sends.records == {}
+    record = standard.sends.get(scoped_key(Scope.HTTP, "k"))
+    assert record is not None
+    assert record.status is SendStatus.PENDING
+    del standard.mail.fail["send_mail"]
+    assert isinstance(standard.engine.handle(standard.command(seed_message)), Sent)
+    again = standard.sends.get(scoped_key(Scope.HTTP, "k"))
+    assert again is not None
+    assert (again.status, again.attempts) == (SendStatus.SENT, 2)
+    assert again.possible_duplicate is False
 
 
 def test_an_unexpected_exception_leaves_the_key_unknown_and_propagates(

@@ -6,6 +6,7 @@ param queueName string
 param tableName string
 param pacingTableName string
 param pacingContainerName string
+param completionQueueName string
 param attachmentContainerName string
 param deploymentContainerName string
 param applicationInsightsName string
@@ -26,6 +27,8 @@ var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 // Storage Queue Data Contributor: receive and delete outbox messages, hand them back, poison them.
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+// Storage Queue Data Message Sender: completion messages on the producers' completion queue (add only).
+var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 // Storage Table Data Contributor: send records and dead letters; the shared pacing window.
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 // Monitoring Metrics Publisher: send telemetry to Application Insights with Entra auth.
@@ -67,6 +70,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
     resource poison 'queues' existing = {
       name: '${queueName}-poison'
+    }
+
+    resource completions 'queues' existing = {
+      name: completionQueueName
     }
   }
 
@@ -145,6 +152,16 @@ resource poisonContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' 
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+  }
+}
+
+resource completionSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::queueService::completions.id, principalId, storageQueueDataMessageSender)
+  scope: storage::queueService::completions
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataMessageSender)
   }
 }
 

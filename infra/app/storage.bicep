@@ -8,6 +8,8 @@ param tableName string
 @description('Table and container of the per-mailbox pacing shared by all instances.')
 param pacingTableName string
 param pacingContainerName string
+@description('Queue that queue producers may name for completion messages (envelope "notify").')
+param completionQueueName string
 param attachmentContainerName string
 param deploymentContainerName string
 @description('Deny public network access (requires the private networking option).')
@@ -135,6 +137,11 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
   name: '${queueName}-poison'
 }
 
+resource completionQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: completionQueueName
+}
+
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -158,5 +165,6 @@ output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerName string = deploymentContainer.name
 output outboxQueueId string = outboxQueue.id
 output poisonQueueId string = poisonQueue.id
+output completionQueueName string = completionQueue.name
 output sendTableId string = sendTable.id
 output attachmentContainerId string = attachmentContainer.id
