@@ -169,9 +169,10 @@ def build_pacer(settings: Settings) -> Pacer:
         window=settings.mailbox_window,
         max_wait=settings.graph_max_retry_wait,
     )
-    if settings.graph_pacing == "worker":
-        return local
-    # Imported here: the Blob and Table SDKs are not needed until the first send.
+    shares_storage = settings.storage_connection or (settings.blob_service_uri and settings.table_service_uri)
+    if settings.graph_pacing == "worker" or not shares_storage:
+        return local  # asked for, or no storage (a local HTTP-only run): nothing to share with
+    # Imported here, and only with storage to share: the Blob SDK alone takes about 160 ms to import.
     from azure.data.tables import TableClient
     from azure.storage.blob import ContainerClient
 

@@ -281,3 +281,19 @@ def test_the_limiter_adds_no_sdk_import_to_an_http_worker_until_it_is_built() ->
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
 
     assert result.stdout.strip() == "False", os.linesep.join([result.stdout, result.stderr])
+
+
+def test_a_worker_without_storage_imports_no_storage_sdk_for_pacing() -> None:
+    # The Blob SDK alone takes about 160 ms to import: a first send with nothing to share must not pay it.
+    probe = (
+        "import sys\n"
+        "from m365send.settings import Settings\n"
+        "from m365send.wiring import build_pacer\n"
+        "settings = Settings(tenant_id='t', client_id='c', key_vault_url='https://v.vault.azure.net',"
+        " client_secret_name='s', sender='a@contoso.com')\n"
+        "pacer = build_pacer(settings)\n"
+        "print(type(pacer).__name__, *[m in sys.modules for m in ('azure.storage.blob', 'azure.data.tables')])"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    assert result.stdout.split() == ["MailboxPacer", "False", "False"], result.stderr
