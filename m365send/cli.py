@@ -27,7 +27,7 @@ from m365send.http_api import handle_status
 from m365send.models import SendRequest, fold_address, parse_send_request
 from m365send.scheduling import is_ahead, schedule
 from m365send.sendlog import Scope, SendStatus, scoped_key
-from m365send.sendonce import Failed, Scheduled, SendCommand, Sent
+from m365send.sendonce import Failed, Scheduled, SendCommand, Sent, schedule_problem
 from m365send.service import SendPlan
 from m365send.settings import Settings
 from m365send.tables import DeadLetter
@@ -263,7 +263,14 @@ def _dry_run_command(worker: Worker, args: argparse.Namespace) -> int:
         settings = _offline_settings(args)
         service = build_service(settings)
     request = parse_send_request(_message(args, lambda: settings.sender), sender=args.sender)
-    print(json.dumps(_dry_run(service.plan(request), request, settings.graph_base_url), indent=2))
+    too_far = schedule_problem(request, datetime.now(UTC))
+    if too_far is not None:
+        raise too_far
+    plan = _dry_run(service.plan(request), request, settings.graph_base_url)
+    if is_ahead(request) and request.message.send_at is not None:
+        when = request.message.send_at.isoformat().replace("+00:00", "Z")
+        plan = {"scheduled": f"waits on the outbox queue until {when}, then sends this", **plan}
+    print(json.dumps(plan, indent=2))
     return 0
 
 
@@ -498,6 +505,7 @@ def main(argv: Sequence[str] | None = None, *, worker: Worker | None = None) -> 
             print(json.dumps(problem(error, request_id="cli").body, indent=2))
         else:
             print(f"error: {error.detail}", file=sys.stderr)
-            for field in getattr(error, "problems", ()):
+            problems = getattr(error, "problems", ())
+            for field in problems if len(problems) > 1 else ():  # one problem is the detail itself
                 print(f"  {field.field}: {field.message}", file=sys.stderr)
         return 1

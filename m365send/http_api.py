@@ -129,7 +129,8 @@ def handle_status(key: str, *, via: str | None, book: Callable[[], StatusBook]) 
             scope = _scope(via)
             state = book().look_up(checked, scope)
         except M365SendError as error:
-            return _refused(error, request_id)
+            log.info("status look-up refused: %s", error.detail)
+            return problem(error, request_id=request_id)
         if state is None:
             where = f"sent via {scope.value}" if scope else "sent over HTTP or the queue"
             return problem(

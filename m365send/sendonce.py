@@ -67,6 +67,7 @@ __all__ = [
     "SendCommand",
     "SendOnce",
     "Sent",
+    "schedule_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -217,8 +218,9 @@ class SendOnce:
         """Send ``command`` once; what became of it. Unexpected exceptions propagate after the record is safe."""
         send_at = command.request.message.send_at
         now = datetime.now(UTC)
-        if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
-            return Failed(_too_far_ahead(send_at))
+        too_far = schedule_problem(command.request, now)
+        if too_far is not None:
+            return Failed(too_far)
         ahead = send_at is not None and send_at - now > _DUE_MARGIN
         if ahead and (command.key is None or command.scope is not Scope.QUEUE):
             return Failed(_needs_queue())  # only the queue can hold a message until it is due
@@ -419,6 +421,12 @@ class SendOnce:
         except M365SendError as error:
             # The lease still ends on its own, and the next attempt then treats the key the same way.
             log.warning("could not record an unknown outcome: %s", error.detail)
+
+
+def schedule_problem(request: SendRequest, now: datetime) -> RequestInvalid | None:
+    """What is wrong with the request's SendAt at ``now`` (more than 90 days ahead), if anything."""
+    send_at = request.message.send_at
+    return _too_far_ahead(send_at) if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD else None
 
 
 def _too_far_ahead(send_at: datetime) -> RequestInvalid:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +332,38 @@ def test_unreachable_storage_names_its_endpoint_and_what_to_check(run: Run) -> N
     assert "at http://127.0.0.1:9/devstoreaccount1 is unreachable (connection refused)" in err
     assert "check AzureWebJobsStorage" in err
     assert "Traceback" not in err
+
+
+def test_a_send_at_without_a_zone_is_one_line_naming_send_at(run: Run) -> None:
+    code, out, err = run("send", "--to", "ann@fabrikam.com", "--send-at", "2026-12-01T08:00:00", "--dry-run")
+
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: SendAt: has no time zone: add Z for UTC or an offset such as +01:00 (2026-12-01T08:00:00Z)"
+    ]
+    assert "Traceback" not in out + err
+
+
+def test_a_dry_run_of_a_scheduled_message_says_it_waits(run: Run, cloud: LocalCloud) -> None:
+    when = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+    code, out, err = run("send", "--to", "ann@fabrikam.com", "--send-at", when, "--dry-run")
+
+    assert code == 0, err
+    assert json.loads(out)["scheduled"] == f"waits on the outbox queue until {when}, then sends this"
+
+
+def test_a_dry_run_of_a_message_scheduled_too_far_ahead_is_refused_as_the_send_would_be(run: Run) -> None:
+    code, _, err = run("send", "--to", "ann@fabrikam.com", "--send-at", "2099-01-01T08:00:00Z", "--dry-run")
+
+    assert code == 1
+    assert err.strip().splitlines() == ["error: SendAt: 2099-01-01T08:00:00Z is more than 90 days ahead"]
+
+
+def test_status_without_storage_settings_is_one_line_naming_the_setting(run: Run) -> None:
+    code, out, err = run("status", "order-1")
+
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "AzureWebJobsStorage" in err
+    assert "Traceback" not in out + err

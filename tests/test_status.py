@@ -7,6 +7,8 @@ Azurite and the stand-ins, show each state as a caller meets it.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -265,3 +267,39 @@ def test_the_cli_json_is_the_http_body(with_storage: Configure, seed_message: di
     cli.main(["status", "order-13", "--json"], worker=function_app.current_worker())
 
     assert json.loads(capsys.readouterr().out) == status_of("order-13").body
+
+
+def test_an_http_send_refused_for_good_is_failed_with_the_problem_it_answered(
+    with_storage: Configure, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    api = with_storage(M365_ALLOWED_SENDERS="boss@contoso.com")  # allowed here, but Exchange says no
+    refused = api.post(
+        {**seed_message, "From": {"Address": "boss@contoso.com"}}, headers={"Idempotency-Key": "order-14"}
+    )
+
+    answer = status_of("order-14", via="http")
+
+    assert refused.status == 403
+    assert answer.body["status"] == "failed"
+    assert answer.body["problem"]["type"] == refused.body["type"]
+    assert answer.body["problem"]["detail"] == refused.body["detail"]
+
+
+def test_an_http_send_in_flight_is_pending(
+    with_storage: Configure, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    api = with_storage(M365_SEND_LEASE_SECONDS="30")
+    cloud.graph.inject(Fault(202, delay=1.5, after=True))
+    sending = threading.Thread(target=api.post, args=(seed_message,), kwargs={"headers": {"Idempotency-Key": "o-15"}})
+    sending.start()
+    try:
+        deadline = time.monotonic() + 5
+        while status_of("o-15").status == 404 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answer = status_of("o-15")
+    finally:
+        sending.join()
+
+    assert answer.body["status"] == "pending"
+    assert answer.body["detail"] == "an attempt is sending it now"
+    assert status_of("o-15").body["status"] == "sent"
