@@ -2,7 +2,8 @@
 
 Modes: ``import-functions`` (import azure.functions only), ``index`` (import function_app and index
 its functions), ``first-send`` / ``first-send-sdk`` / ``first-send-floor`` (a fresh process's first
-email: Key Vault read, token, sendMail; the floor is the mandated libraries alone), ``cpu`` /
+email: Key Vault read, token, sendMail; the floor is the mandated libraries alone; ``first-send-keyed``
+sends it with an Idempotency-Key, so with its send record), ``cpu`` /
 ``cpu-sdk`` / ``cpu-floor`` (CPU time per send on a warm client, N sends).
 """
 
@@ -15,6 +16,7 @@ import os
 import resource
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +33,7 @@ def _rss_mb() -> float:
 _INDEXED: dict[str, Any] = {}
 
 
-def _ours(reindex: bool = True) -> Callable[[dict[str, Any]], None]:
+def _ours(reindex: bool = True, keyed: bool = False) -> Callable[[dict[str, Any]], None]:
     import azure.functions as func
 
     import function_app
@@ -45,7 +47,8 @@ def _ours(reindex: bool = True) -> Callable[[dict[str, Any]], None]:
     def post(message: dict[str, Any]) -> None:
         # The caller's own JSON encoding is not m365send's cost: encode each message once.
         body = encoded.setdefault(id(message), json.dumps(message).encode())
-        response = send(func.HttpRequest("POST", "/api/send", body=body, headers={}, params={}))
+        headers = {"Idempotency-Key": uuid.uuid4().hex} if keyed else {}
+        response = send(func.HttpRequest("POST", "/api/send", body=body, headers=headers, params={}))
         if response.status_code != 202:
             raise RuntimeError(response.get_body().decode())
 
@@ -198,7 +201,13 @@ def main(mode: str, count: int) -> dict[str, Any]:
     if mode == "first-send-warmup":
         return _after_warmup()
     started = time.perf_counter()
-    client = _sdk() if mode.endswith("-sdk") else _floor() if mode.endswith("-floor") else _ours()
+    client = (
+        _sdk()
+        if mode.endswith("-sdk")
+        else _floor()
+        if mode.endswith("-floor")
+        else _ours(keyed=mode.endswith("-keyed"))
+    )
     ready = time.perf_counter()
     if mode.startswith("first-send"):
         client(SEED_EXAMPLE)

@@ -29,6 +29,7 @@ def main(runs: int) -> None:
                 ("floor: the mandated libraries alone", "first-send-floor", base),
                 ("m365send, no storage settings", "first-send", base),
                 ("m365send, storage configured (shared pacing)", "first-send", with_storage),
+                ("m365send, storage, with an Idempotency-Key", "first-send-keyed", with_storage),
             )
             ms = {
                 name: statistics.median(measure(mode, env)["wall_s"] for _ in range(runs)) * 1000

@@ -228,35 +228,92 @@ def build_service(settings: Settings, parts: Parts | None = None) -> EmailServic
     )
 
 
-@dataclass(frozen=True)
 class Storage:
-    """The worker's Table and Queue adapters."""
+    """The worker's Table adapters, and its Queue adapters built on first use.
 
-    sends: TableSendLog
-    dead_letters: TableDeadLetters
-    outbox: OutboxClient
-    completions: CompletionQueues
+    Sends read and write Table storage; the queue clients are needed only to hand a message back,
+    schedule one or send a completion, and the Queue SDK takes about 130 ms to import. ``Storage``
+    is itself the outbox processor's ``Requeue`` and ``Completions``.
+    """
+
+    def __init__(
+        self,
+        *,
+        sends: TableSendLog,
+        dead_letters: TableDeadLetters,
+        outbox: Callable[[], OutboxClient],
+        completions: Callable[[], CompletionQueues],
+    ) -> None:
+        self.sends = sends
+        self.dead_letters = dead_letters
+        self._connect_outbox = outbox
+        self._connect_completions = completions
+        self._outbox: OutboxClient | None = None
+        self._completions: CompletionQueues | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def outbox(self) -> OutboxClient:
+        """The outbox queue's client, built once."""
+        with self._lock:
+            if self._outbox is None:
+                self._outbox = self._connect_outbox()
+            return self._outbox
+
+    @property
+    def completions(self) -> CompletionQueues:
+        """The completion queues' client, built once."""
+        with self._lock:
+            if self._completions is None:
+                self._completions = self._connect_completions()
+            return self._completions
+
+    def requeue(self, body: bytes, *, delay: float) -> None:
+        """Hand a message back to the outbox queue."""
+        self.outbox.requeue(body, delay=delay)
+
+    def notify(self, queue: str, body: bytes) -> None:
+        """Put a completion message on a producer's queue."""
+        self.completions.notify(queue, body)
+
+
+def _queue_clients(settings: Settings) -> tuple[Callable[[], OutboxClient], Callable[[], CompletionQueues]]:
+    """How to build the outbox and completion clients (imports the Queue SDK when called)."""
+
+    def outbox() -> OutboxClient:
+        from m365send.client import OutboxClient
+
+        if settings.storage_connection:
+            return OutboxClient.from_connection_string(settings.storage_connection, settings.queue_name)
+        assert settings.queue_service_uri  # build_storage checked
+        url = f"{settings.queue_service_uri.rstrip('/')}/{settings.queue_name}"
+        return OutboxClient.from_queue_url(url, credential=_storage_credential(settings))
+
+    def completions() -> CompletionQueues:
+        from azure.storage.queue import QueueServiceClient
+
+        from m365send.client import CompletionQueues
+
+        if settings.storage_connection:
+            service = QueueServiceClient.from_connection_string(settings.storage_connection)
+        else:
+            assert settings.queue_service_uri  # build_storage checked
+            service = QueueServiceClient(settings.queue_service_uri, credential=_storage_credential(settings))
+        return CompletionQueues(service=service, create_missing=bool(settings.storage_connection))
+
+    return outbox, completions
 
 
 def build_storage(settings: Settings) -> Storage:
-    """Table and queue clients from the Functions host's own storage connection (created once)."""
+    """Table clients from the Functions host's own storage connection (created once); queue clients on first use."""
     from azure.data.tables import TableServiceClient
-    from azure.storage.queue import QueueServiceClient
 
-    from m365send.client import CompletionQueues, OutboxClient
     from m365send.tables import TableDeadLetters, TableSendLog
 
     if settings.storage_connection:
         tables = TableServiceClient.from_connection_string(settings.storage_connection)
-        outbox = OutboxClient.from_connection_string(settings.storage_connection, settings.queue_name)
-        queues = QueueServiceClient.from_connection_string(settings.storage_connection)
     elif settings.queue_service_uri and settings.table_service_uri:
-        credential = _storage_credential(settings)
-        tables = TableServiceClient(endpoint=settings.table_service_uri, credential=credential)
-        outbox = OutboxClient.from_queue_url(
-            f"{settings.queue_service_uri.rstrip('/')}/{settings.queue_name}", credential=credential
-        )
-        queues = QueueServiceClient(settings.queue_service_uri, credential=credential)
+        tables = TableServiceClient(endpoint=settings.table_service_uri, credential=_storage_credential(settings))
     else:
         raise ConfigurationInvalid(
             "set AzureWebJobsStorage (a connection string) or AzureWebJobsStorage__queueServiceUri and "
@@ -265,6 +322,7 @@ def build_storage(settings: Settings) -> Storage:
             exception="PropertyNullException",
         )
     table = tables.get_table_client(settings.send_table)
+    outbox, completions = _queue_clients(settings)
     if settings.storage_connection:
         # Local storage (Azurite) starts empty; in Azure the Bicep creates the table, and the app's
         # role is scoped to that one table, so it could not create tables anyway.
@@ -278,7 +336,7 @@ def build_storage(settings: Settings) -> Storage:
         ),
         dead_letters=TableDeadLetters(table=table),
         outbox=outbox,
-        completions=CompletionQueues(service=queues, create_missing=bool(settings.storage_connection)),
+        completions=completions,
     )
 
 
@@ -297,11 +355,11 @@ def build_outbox(settings: Settings, engine: SendOnce, storage: Storage) -> Outb
     return OutboxProcessor(
         engine=engine,
         dead_letters=storage.dead_letters,
-        requeue=storage.outbox,
+        requeue=storage,
         max_attempts=settings.queue_max_attempts,
         retry_base=settings.queue_retry_base,
         max_delay=settings.queue_max_delay,
-        completions=storage.completions,
+        completions=storage,
         completion_queues=settings.completion_queues,
     )
 
@@ -360,7 +418,8 @@ class Worker:
 
     def warm_up(self) -> dict[str, float]:
         """Pay a new instance's first-send costs now: settings, clients, the credential, a token, Graph's
-        connection. Milliseconds per step; raises the first ``M365SendError``, after the steps before it."""
+        connection and, with storage, the send records' client. Milliseconds per step; raises the first
+        ``M365SendError``, after the steps before it."""
         timings: dict[str, float] = {}
 
         def step(name: str, run: Callable[[], object]) -> None:
@@ -377,6 +436,11 @@ class Worker:
         step("key vault", parts.credential.current)
         step("token", parts.tokens.token)
         step("graph connection", parts.mail.connect)
+        settings = self.settings()
+        if settings.storage_connection or (settings.queue_service_uri and settings.table_service_uri):
+            # Last: storage that is down must not keep the steps above from being paid. Queue sends and
+            # keyed HTTP sends then find their send records' client (and, locally, the table) ready.
+            step("send records", lambda: self.engine(keyed=True))
         return timings
 
     def storage(self) -> Storage:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -116,3 +119,22 @@ def test_an_overlong_idempotency_key_is_400(api: SendApi, seed_message: dict[str
 
     assert answer.status == 400
     assert answer.body["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_keyed_sends_load_no_queue_sdk_until_a_message_goes_on_a_queue(storage_settings: dict[str, str]) -> None:
+    # The Queue SDK takes about 130 ms to import; send records need only Table storage.
+    probe = (
+        "import os, sys\n"
+        "from m365send.settings import Settings\n"
+        "from m365send.wiring import build_storage\n"
+        "settings = Settings(tenant_id='t', client_id='c', key_vault_url='https://v.vault.azure.net',"
+        " client_secret_name='s', sender='a@contoso.com')\n"
+        "storage = build_storage(settings)\n"
+        "print('azure.storage.queue' in sys.modules, end=' ')\n"
+        "storage.outbox.create_queue()\n"
+        "print('azure.storage.queue' in sys.modules)"
+    )
+    env = {**os.environ, **storage_settings}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
+
+    assert result.stdout.split() == ["False", "True"], result.stderr

@@ -68,3 +68,35 @@ def test_a_warm_up_with_settings_missing_logs_and_does_not_fail_the_instance(
         warm_up()
 
     assert any("warm-up incomplete" in r.getMessage() and "M365_SENDER" in r.getMessage() for r in caplog.records)
+
+
+def test_with_storage_the_warm_up_readies_the_send_records_too(
+    configure: Configure, storage_settings: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import function_app
+
+    configure(**storage_settings)
+
+    with caplog.at_level(logging.INFO):
+        warm_up()
+
+    [done] = [r for r in caplog.records if r.getMessage() == "warm-up done"]
+    assert "send records" in done.warmup_ms  # type: ignore[attr-defined]
+    assert function_app.current_worker().sends().get("queue:nothing") is None  # the table exists, and answers
+
+
+def test_with_storage_down_the_warm_up_still_pays_the_credential_and_token(
+    configure: Configure, cloud: LocalCloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+        "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    configure(AzureWebJobsStorage=dead)
+
+    with caplog.at_level(logging.WARNING):
+        warm_up()
+
+    assert any("warm-up incomplete" in r.getMessage() for r in caplog.records)
+    assert len(cloud.entra.issued) >= 1
