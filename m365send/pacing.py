@@ -28,6 +28,10 @@ class Pacer(Protocol):
         """Hold one of the mailbox's request slots for the duration of one Graph request."""
         ...
 
+    def prepare(self, mailbox: str) -> None:
+        """Make the mailbox's first slot cheap (the warm-up): whatever can be set up without a request."""
+        ...
+
 
 class MailboxPacer:
     """Hands out per-mailbox slots; waits (up to ``max_wait``) rather than exceeding a limit."""
@@ -54,6 +58,9 @@ class MailboxPacer:
         # before it completes, so a window measured from completions never undercounts.
         self._finished: dict[str, deque[float]] = {}
         self._pending: dict[str, int] = {}
+
+    def prepare(self, mailbox: str) -> None:
+        """Nothing to prepare: this pacer keeps its state in memory."""
 
     @contextmanager
     def slot(self, mailbox: str) -> Iterator[None]:

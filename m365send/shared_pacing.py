@@ -42,7 +42,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
-from m365send.azure_errors import first_line
+from m365send.azure_errors import azure_errors, first_line
 from m365send.errors import DependencyUnavailable
 from m365send.pacing import MailboxPacer
 from m365send.telemetry import PACING_FALLBACKS, THROTTLING_WAIT
@@ -200,6 +200,21 @@ class SharedMailboxLimiter:
         try:
             yield
         finally:
+            self._release(lease)
+
+    def prepare(self, mailbox: str) -> None:
+        """For the warm-up: create what is missing, read the mailbox's window and lease and release one
+        of its slots (creating the slot's blob on first use), so the first send finds connections open.
+
+        Nothing is counted in the window, and the slot is held for one round trip only. A storage
+        error is raised as ``DependencyUnavailable``, for the warm-up to log.
+        """
+        key = mailbox_key(self._app_id, mailbox)
+        with azure_errors("the shared pacing's storage"):
+            self._ensure_ready()
+            self._read(key)
+            lease = self._try_lease(f"{key}/slot-0")
+        if lease is not None:
             self._release(lease)
 
     @property

@@ -436,6 +436,9 @@ class Worker:
         step("key vault", parts.credential.current)
         step("token", parts.tokens.token)
         step("graph connection", parts.mail.connect)
+        pacer = parts.mail.pacer
+        if pacer is not None:
+            step("pacing", lambda: pacer.prepare(self.settings().sender))
         settings = self.settings()
         if settings.storage_connection or (settings.queue_service_uri and settings.table_service_uri):
             # Last: storage that is down must not keep the steps above from being paid. Queue sends and

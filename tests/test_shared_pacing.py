@@ -297,3 +297,26 @@ def test_a_worker_without_storage_imports_no_storage_sdk_for_pacing() -> None:
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
 
     assert result.stdout.split() == ["MailboxPacer", "False", "False"], result.stderr
+
+
+def test_preparing_a_mailbox_counts_nothing_and_leaves_its_first_slot_ready(azurite: Azurite, names: str) -> None:
+    warmed = make_limiter(azurite.connection_string, names, rate=1, concurrency=1)
+
+    warmed.prepare(MAILBOX)
+    prepared = dict(warmed.storage_requests)
+    with warmed.slot(MAILBOX):  # the window's one request is still free: preparing counted nothing
+        pass
+
+    assert prepared == {"read": 1, "lease": 2, "create": 1, "release": 1}
+    assert warmed.storage_requests["create"] == 1  # the first send found its slot's blob there
+
+
+def test_preparing_with_storage_down_is_a_dependency_error_for_the_warm_up_to_log(names: str) -> None:
+    dead = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    limiter = make_limiter(dead, names)
+
+    with pytest.raises(DependencyUnavailable):
+        limiter.prepare(MAILBOX)
