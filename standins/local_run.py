@@ -107,7 +107,7 @@ def _serve(cloud: Any, azurite: Any, args: argparse.Namespace) -> int:
         f"""
 m365send is running locally (the app's own functions, served by standins/functions_host.py).
   Function key:  {host.key}
-  API:           {base}/send  {base}/validate  {base}/health  {base}/openapi.json
+  API:           {base}/send  {base}/validate  {base}/messages/<key>  {base}/health  {base}/openapi.json
   Mailbox:       {cloud.mailbox.upn} (the Graph stand-in; it records, nothing leaves this machine)
 
 Try, in another terminal:
@@ -116,6 +116,7 @@ Try, in another terminal:
   curl -s -X POST "{base}/validate?code={host.key}" -H 'Content-Type: application/json' -d '{{"To":[]}}'
   source {shown} && .venv/bin/m365send enqueue --to someone@fabrikam.com --subject Queued --body Hi
   (then watch this terminal: the queue function sends it within a few seconds)
+  source {shown} && .venv/bin/m365send status <the key enqueue printed>
 
 Power Automate: import {base}/openapi.json (or the connector/ folder) as a custom connector; a
 cloud flow cannot reach localhost, so point it at a tunnel (e.g. dev tunnels) or at Azure.
