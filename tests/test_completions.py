@@ -9,6 +9,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient
 
+import function_app
 from standins.cloud import LocalCloud
 from standins.queue_host import QueueHost
 from tests.conftest import status_of
@@ -77,8 +78,8 @@ def test_a_completion_that_cannot_be_sent_does_not_resend_the_email(
     queue_host: Host, cloud: LocalCloud, seed_message: dict[str, Any], azurite: Any
 ) -> None:
     host = queue_host(M365_COMPLETION_QUEUES="orders-done4")
-    worker_storage = __import__("function_app").current_worker().storage()
-    worker_storage.completions._create_missing = False  # the queue does not exist and will not be created
+    # No stand-in refuses one queue's messages: the client is told not to create the missing queue.
+    function_app.current_worker().storage().completions._create_missing = False
     host.put_raw(envelope("order-4", seed_message, "orders-done4"))
 
     host.drain()
