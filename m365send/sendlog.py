@@ -102,6 +102,61 @@ class SendRecord:
     send_at: datetime | None = None  # a scheduled message's SendAt
     internet_message_id: str | None = None  # known when the message went through a draft
 
+    # What each step of a send makes of the record, the same for every store (each store writes the
+    # result only if the record it holds is still the stored one).
+    @classmethod
+    def reserved(
+        cls, key: str, payload_hash: str, *, now: datetime, lease: timedelta, retention: timedelta
+    ) -> SendRecord:
+        """A fresh reservation of ``key``, its lease running from ``now``."""
+        return cls(
+            key=key,
+            status=SendStatus.RESERVED,
+            payload_hash=payload_hash,
+            lease_until=now + lease,
+            expires_at=now + retention,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def renewed(self, *, now: datetime, lease: timedelta) -> SendRecord:
+        """The lease extended by a full period from ``now``."""
+        return replace(self, lease_until=now + lease)
+
+    def sent(
+        self, *, graph_request_id: str | None, answer: dict[str, Any], internet_message_id: str | None
+    ) -> SendRecord:
+        """Graph accepted the message."""
+        return replace(
+            self,
+            status=SendStatus.SENT,
+            answer=answer,
+            graph_request_id=graph_request_id,
+            internet_message_id=internet_message_id,
+        )
+
+    def failed(self, *, answer: dict[str, Any]) -> SendRecord:
+        """Refused for good, with the problem answered."""
+        return replace(self, status=SendStatus.FAILED, answer=answer, graph_request_id=None)
+
+    def scheduled(self, *, send_at: datetime, now: datetime, retention: timedelta) -> SendRecord:
+        """Waiting for ``send_at``; the lease ends now and the record lives until ``send_at`` plus the window."""
+        return replace(
+            self,
+            status=SendStatus.SCHEDULED,
+            send_at=send_at,
+            lease_until=now,
+            expires_at=max(self.expires_at, send_at + retention),
+        )
+
+    def unknown(self, *, now: datetime) -> SendRecord:
+        """Graph's answer was lost; the lease ends now, so the next attempt need not wait."""
+        return replace(self, status=SendStatus.UNKNOWN, lease_until=now)
+
+    def pending(self, *, now: datetime) -> SendRecord:
+        """Graph certainly did not take the message; the lease ends now, for a later attempt."""
+        return replace(self, status=SendStatus.PENDING, lease_until=now)
+
 
 def decide(existing: SendRecord | None, payload_hash: str, now: datetime) -> Decision:
     """What to do with a key whose current record is ``existing``."""

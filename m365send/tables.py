@@ -117,15 +117,7 @@ class TableSendLog:
     def reserve(self, key: str, payload_hash: str) -> Reservation:
         """Create the key's record, or decide on the one that exists (see ``m365send.sendlog``)."""
         now = self._clock()
-        fresh = SendRecord(
-            key=key,
-            status=SendStatus.RESERVED,
-            payload_hash=payload_hash,
-            lease_until=now + self._lease,
-            expires_at=now + self._retention,
-            created_at=now,
-            updated_at=now,
-        )
+        fresh = SendRecord.reserved(key, payload_hash, now=now, lease=self._lease, retention=self._retention)
         with _storage_errors():
             try:
                 created = self._table.create_entity(_entity(fresh))
@@ -164,7 +156,7 @@ class TableSendLog:
 
     def renew(self, reservation: Reservation) -> Reservation:
         """Extend the lease from now; the reservation with the record's new etag."""
-        renewed = replace(reservation.record, lease_until=self._clock() + self._lease)
+        renewed = reservation.record.renewed(now=self._clock(), lease=self._lease)
         etag = self._replace(renewed, reservation.record.etag)
         return Reservation(reservation.decision, replace(renewed, etag=etag))
 
@@ -177,41 +169,28 @@ class TableSendLog:
         internet_message_id: str | None = None,
     ) -> None:
         """Record that Graph accepted the message."""
-        record = replace(
-            reservation.record,
-            status=SendStatus.SENT,
-            answer=answer,
-            graph_request_id=graph_request_id,
-            internet_message_id=internet_message_id,
+        record = reservation.record.sent(
+            graph_request_id=graph_request_id, answer=answer, internet_message_id=internet_message_id
         )
         self._replace(record, reservation.record.etag)
 
     def mark_failed(self, reservation: Reservation, *, answer: dict[str, Any]) -> None:
         """Record a permanent failure and its problem."""
-        record = replace(reservation.record, status=SendStatus.FAILED, answer=answer, graph_request_id=None)
-        self._replace(record, reservation.record.etag)
+        self._replace(reservation.record.failed(answer=answer), reservation.record.etag)
 
     def mark_scheduled(self, reservation: Reservation, *, send_at: datetime) -> None:
         """Record that the message waits for ``send_at``; the record lives until ``send_at`` plus the window."""
-        record = replace(
-            reservation.record,
-            status=SendStatus.SCHEDULED,
-            send_at=send_at,
-            lease_until=self._clock(),
-            expires_at=max(reservation.record.expires_at, send_at + self._retention),
-        )
+        record = reservation.record.scheduled(send_at=send_at, now=self._clock(), retention=self._retention)
         self._replace(record, reservation.record.etag)
 
     def mark_unknown(self, reservation: Reservation) -> None:
         """Record that Graph's answer was lost; the lease ends now, so the next attempt need not wait."""
-        record = replace(reservation.record, status=SendStatus.UNKNOWN, lease_until=self._clock())
-        self._replace(record, reservation.record.etag)
+        self._replace(reservation.record.unknown(now=self._clock()), reservation.record.etag)
 
     def release(self, reservation: Reservation) -> None:
         """Mark the key pending (its lease ended), unless another attempt has taken it since."""
-        record = replace(reservation.record, status=SendStatus.PENDING, lease_until=self._clock())
         try:
-            self._replace(record, reservation.record.etag)
+            self._replace(reservation.record.pending(now=self._clock()), reservation.record.etag)
         except LeaseLost:
             pass
         except DependencyUnavailable as error:

@@ -14,7 +14,7 @@ from m365send.attachments import Content
 from m365send.drafts import TAG_PROPERTY_ID
 from m365send.errors import LeaseLost, M365SendError, MailboxNotFound
 from m365send.mailbox import CreatedDraft, GraphReceipt, TaggedMessage, UploadSession
-from m365send.sendlog import Reservation, SendRecord, SendStatus, decide, successor
+from m365send.sendlog import Reservation, SendRecord, decide, successor
 
 
 class FakeTokens:
@@ -122,6 +122,9 @@ class FakeMail:
         ]
 
 
+RETENTION = timedelta(days=7)  # how long the in-memory store keeps a key
+
+
 class MemorySendLog:
     """``SendLog`` in memory, with the Table adapter's conditional writes; ``fail`` makes a method raise."""
 
@@ -153,15 +156,7 @@ class MemorySendLog:
             if not decision.sends:
                 assert existing is not None
                 return Reservation(decision, existing)
-            fresh = SendRecord(
-                key=key,
-                status=SendStatus.RESERVED,
-                payload_hash=payload_hash,
-                lease_until=now + self.lease,
-                expires_at=now + timedelta(days=7),
-                created_at=now,
-                updated_at=now,
-            )
+            fresh = SendRecord.reserved(key, payload_hash, now=now, lease=self.lease, retention=RETENTION)
             return Reservation(decision, self._stamp(successor(existing, fresh, decision, now)))
 
     def _replace(self, record: SendRecord, etag: str | None) -> SendRecord:
@@ -172,7 +167,7 @@ class MemorySendLog:
 
     def renew(self, reservation: Reservation) -> Reservation:
         self._maybe_fail("renew")
-        renewed = replace(reservation.record, lease_until=datetime.now(UTC) + self.lease)
+        renewed = reservation.record.renewed(now=datetime.now(UTC), lease=self.lease)
         return Reservation(reservation.decision, self._replace(renewed, reservation.record.etag))
 
     def mark_sent(
@@ -184,36 +179,24 @@ class MemorySendLog:
         internet_message_id: str | None = None,
     ) -> None:
         self._maybe_fail("mark_sent")
-        record = replace(
-            reservation.record,
-            status=SendStatus.SENT,
-            answer=answer,
-            graph_request_id=graph_request_id,
-            internet_message_id=internet_message_id,
+        record = reservation.record.sent(
+            graph_request_id=graph_request_id, answer=answer, internet_message_id=internet_message_id
         )
         self._replace(record, reservation.record.etag)
 
     def mark_scheduled(self, reservation: Reservation, *, send_at: datetime) -> None:
         self._maybe_fail("mark_scheduled")
-        record = replace(
-            reservation.record,
-            status=SendStatus.SCHEDULED,
-            send_at=send_at,
-            lease_until=datetime.now(UTC),
-            expires_at=max(reservation.record.expires_at, send_at + timedelta(days=7)),
-        )
+        record = reservation.record.scheduled(send_at=send_at, now=datetime.now(UTC), retention=RETENTION)
         self._replace(record, reservation.record.etag)
 
     def mark_failed(self, reservation: Reservation, *, answer: dict[str, Any]) -> None:
         self._maybe_fail("mark_failed")
-        self._replace(replace(reservation.record, status=SendStatus.FAILED, answer=answer), reservation.record.etag)
+        self._replace(reservation.record.failed(answer=answer), reservation.record.etag)
 
     def mark_unknown(self, reservation: Reservation) -> None:
         self._maybe_fail("mark_unknown")
-        record = replace(reservation.record, status=SendStatus.UNKNOWN, lease_until=datetime.now(UTC))
-        self._replace(record, reservation.record.etag)
+        self._replace(reservation.record.unknown(now=datetime.now(UTC)), reservation.record.etag)
 
     def release(self, reservation: Reservation) -> None:
-        record = replace(reservation.record, status=SendStatus.PENDING, lease_until=datetime.now(UTC))
         with contextlib.suppress(LeaseLost):
-            self._replace(record, reservation.record.etag)
+            self._replace(reservation.record.pending(now=datetime.now(UTC)), reservation.record.etag)
