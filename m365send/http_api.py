@@ -164,7 +164,7 @@ def health(settings: Callable[[], Settings]) -> HttpResult:
         detail = f"missing or not valid: {', '.join(names)}" if names else "the settings are not valid"
         body = {"status": "unhealthy", "problems": [{"settings": names, "detail": detail}]}
         return HttpResult.json(503, body)
-    storage = bool(current.storage_connection or (current.queue_service_uri and current.table_service_uri))
+    storage = current.storage_configured
     checks = {
         "settings": "ok",
         "credential": "certificate" if current.certificate_name else "client secret",

@@ -19,6 +19,11 @@ DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 
 
+def _entries(value: str) -> tuple[str, ...]:
+    """A list setting's entries: separated by commas or semicolons, blanks dropped."""
+    return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
+
+
 class Settings(BaseSettings):
     """Everything the service reads from its app settings. Field aliases are the setting names."""
 
@@ -116,7 +121,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return frozenset(fold_address(p.strip()) for p in value.replace(";", ",").split(",") if p.strip())
+            return frozenset(map(fold_address, _entries(value)))
         return value
 
     @field_validator("on_behalf_of", mode="before")
@@ -125,9 +130,7 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         pairs = set()
-        for entry in (p.strip() for p in value.replace(";", ",").split(",")):
-            if not entry:
-                continue
+        for entry in _entries(value):
             delegate, arrow, principal = (part.strip() for part in entry.partition(">"))
             if not arrow or not delegate or not principal:
                 raise ValueError(f"'{entry}' is not delegate>principal (ops@contoso.com>helpdesk@contoso.com)")
@@ -139,7 +142,7 @@ class Settings(BaseSettings):
     def _split_queues(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        names = frozenset(p.strip() for p in value.replace(";", ",").split(",") if p.strip())
+        names = frozenset(_entries(value))
         for name in names:
             if not is_queue_name(name):
                 raise ValueError(f"'{name}' is not a queue name (3 to 63 lowercase letters, digits and single hyphens)")
@@ -150,7 +153,7 @@ class Settings(BaseSettings):
     def _split_containers(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        entries = tuple(p.strip() for p in value.replace(";", ",").split(",") if p.strip())
+        entries = _entries(value)
         containers: dict[str, str] = {}
         for entry in entries:
             account, container = container_location(entry)
@@ -188,6 +191,11 @@ class Settings(BaseSettings):
                 "M365_SENDER is an object id, so M365_ALLOWED_SENDERS must list the address(es) it sends as"
             )
         return self
+
+    @property
+    def storage_configured(self) -> bool:
+        """Whether queued and idempotent sends have storage: a connection string, or queue and table endpoints."""
+        return bool(self.storage_connection or (self.queue_service_uri and self.table_service_uri))
 
     @property
     def senders(self) -> frozenset[str]:

@@ -310,17 +310,18 @@ def build_storage(settings: Settings) -> Storage:
 
     from m365send.tables import TableDeadLetters, TableSendLog
 
-    if settings.storage_connection:
-        tables = TableServiceClient.from_connection_string(settings.storage_connection)
-    elif settings.queue_service_uri and settings.table_service_uri:
-        tables = TableServiceClient(endpoint=settings.table_service_uri, credential=_storage_credential(settings))
-    else:
+    if not settings.storage_configured:
         raise ConfigurationInvalid(
             "set AzureWebJobsStorage (a connection string) or AzureWebJobsStorage__queueServiceUri and "
             "AzureWebJobsStorage__tableServiceUri (identity-based) for queued and idempotent sends",
             settings=["AzureWebJobsStorage"],
             exception="PropertyNullException",
         )
+    if settings.storage_connection:
+        tables = TableServiceClient.from_connection_string(settings.storage_connection)
+    else:
+        assert settings.table_service_uri  # storage_configured
+        tables = TableServiceClient(endpoint=settings.table_service_uri, credential=_storage_credential(settings))
     table = tables.get_table_client(settings.send_table)
     outbox, completions = _queue_clients(settings)
     if settings.storage_connection:
@@ -440,7 +441,7 @@ class Worker:
         if pacer is not None:
             step("pacing", lambda: pacer.prepare(self.settings().sender))
         settings = self.settings()
-        if settings.storage_connection or (settings.queue_service_uri and settings.table_service_uri):
+        if settings.storage_configured:
             # Last: storage that is down must not keep the steps above from being paid. Queue sends and
             # keyed HTTP sends then find their send records' client (and, locally, the table) ready.
             step("send records", lambda: self.engine(keyed=True))
