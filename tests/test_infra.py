@@ -178,3 +178,26 @@ def test_audit_and_access_logs_go_to_log_analytics(path: str, what: str) -> None
 
     assert what in text
     assert "workspaceId: logAnalyticsId" in text
+
+
+# Microsoft's Flex Consumption quickstart sets only this in siteConfig; Flex sites refuse others
+# (ARM error 51021 names ftpsState), so the first deployment would fail on any property added here.
+FLEX_SITE_CONFIG = {"minTlsVersion"}
+
+
+def test_the_flex_site_config_sets_only_what_flex_consumption_accepts() -> None:
+    site_config = _block((INFRA / "app" / "function.bicep").read_text(), "siteConfig: {")
+
+    properties = set(re.findall(r"^\s*([A-Za-z0-9_]+):", site_config, flags=re.MULTILINE))
+
+    assert properties == FLEX_SITE_CONFIG
+
+
+def test_purge_protection_is_never_passed_to_key_vault_as_false() -> None:
+    vault = _block((INFRA / "app" / "keyvault.bicep").read_text(), "properties: {")
+
+    value = re.search(r"^\s*enablePurgeProtection:\s*(.+)$", vault, flags=re.MULTILINE)
+
+    assert value is not None
+    # Key Vault refuses false ("does not accept false as its value"): off must be null.
+    assert value.group(1).strip() == "enablePurgeProtection ? true : null"

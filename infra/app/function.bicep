@@ -1,5 +1,5 @@
-// The Function App on the Flex Consumption plan: Python 3.11, HTTPS only, TLS 1.2, no FTP, no
-// remote debugging, one user-assigned identity, identity-based storage and Application Insights.
+// The Function App on the Flex Consumption plan: Python 3.11, HTTPS only, TLS 1.2 (Flex offers
+// neither FTP nor remote debugging), one user-assigned identity, identity-based storage and Application Insights.
 param name string
 param planName string
 param location string
@@ -41,6 +41,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero, always-ready instances are a cost choice left to the operator
   // checkov:skip=CKV_AZURE_213: App Service health checks do not apply to Flex Consumption instances, which scale to zero
   // checkov:skip=CKV_AZURE_221: public network access is needed for Power Automate's cloud connectors to reach the API
+  // checkov:skip=CKV_AZURE_78: Flex Consumption rejects siteConfig.ftpsState (ARM error 51021); it offers no FTP deployment
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -56,12 +57,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false
     virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    // Flex Consumption sites refuse most siteConfig properties (ARM error 51021 names ftpsState among
+    // them); Microsoft's Flex quickstart sets only minTlsVersion. FTP and remote debugging are not
+    // offered on Flex Consumption at all: deployments go through the deployment container.
     siteConfig: {
       minTlsVersion: '1.2'
-      scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      remoteDebuggingEnabled: false
-      http20Enabled: true
     }
     functionAppConfig: {
       deployment: {
