@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from m365send.attachments import ResolvedAttachment
-from m365send.errors import M365SendError, OutcomeUnknown
+from m365send.errors import M365SendError, MailboxNotFound, OutcomeUnknown
 from m365send.graph_message import attachment_item, content_base64, encode_json, file_attachment, graph_message
 from m365send.mailbox import DraftMail, GraphReceipt
 from m365send.models import EmailMessage
@@ -106,7 +106,7 @@ def send_through_draft(
                 )
         if guard is not None:
             guard()
-        receipt = mail.send_draft(message_id=draft, **ids)
+        receipt = _send_draft(mail, draft, ids, tagged=tag is not None)
     except OutcomeUnknown:
         raise  # the draft may already be on its way: leave it be
     except Exception:
@@ -121,6 +121,17 @@ def send_through_draft(
         },
     )
     return replace(receipt, internet_message_id=created.internet_message_id)
+
+
+def _send_draft(mail: DraftMail, draft: str, ids: dict[str, str], *, tagged: bool) -> GraphReceipt:
+    try:
+        return mail.send_draft(message_id=draft, **ids)
+    except MailboxNotFound as error:
+        if not tagged or error.graph_status != 404:
+            raise
+        # The draft existed a moment ago. A tagged draft is one another attempt can find and send (it
+        # took the key over while this one paused): gone may well mean sent, so verified delivery looks.
+        raise OutcomeUnknown("the draft was gone when it was to be sent; another attempt may have sent it") from None
 
 
 def _discard_lost(mail: DraftMail, value: str, ids: dict[str, str]) -> None:

@@ -355,3 +355,28 @@ def test_a_transient_failure_after_a_lost_answer_keeps_the_next_send_flagged(
     assert isinstance(third, Sent)
     assert third.possible_duplicate
     assert standard.deliveries() == 2
+
+
+def test_verified_delivery_takes_a_404_on_sending_its_draft_for_an_unknown_outcome_not_a_failure(
+    verified: Parts, seed_message: dict[str, Any]
+) -> None:
+    # This attempt paused before its draft's /send; another attempt took the key over, found the
+    # draft and sent it. Graph then answers this attempt's /send with 404: the email did go out.
+    real_send = verified.mail.send_draft
+
+    def sent_by_another_attempt_first(**ids: Any) -> Any:
+        real_send(**ids)
+        return real_send(**ids)
+
+    verified.mail.send_draft = sent_by_another_attempt_first  # type: ignore[method-assign]
+    first = verified.engine.handle(verified.command(seed_message))
+    verified.mail.send_draft = real_send  # type: ignore[method-assign]
+
+    assert isinstance(first, Failed)
+    assert isinstance(first.error, OutcomeUnknown)
+    assert not first.permanent
+    assert verified.sends.get(scoped_key(Scope.HTTP, "k")).status is SendStatus.UNKNOWN  # type: ignore[union-attr]
+    again = verified.engine.handle(verified.command(seed_message))
+    assert isinstance(again, Sent)
+    assert again.found_in_mailbox
+    assert verified.deliveries() == 1
