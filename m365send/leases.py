@@ -61,6 +61,8 @@ class HeldLease:
                 log.warning("the lease on an idempotency key was taken over while sending")
             except DependencyUnavailable as error:
                 log.warning("could not renew a lease; trying again: %s", error.detail)
+            except Exception as error:  # a bug in one renewal must not end every later one
+                log.error("a lease renewal failed unexpectedly (%s); trying again", type(error).__name__)
             self.due = self._clock() + self._renewer.interval
 
     def release(self) -> Reservation:
@@ -93,7 +95,7 @@ class LeaseRenewer:
         held = HeldLease(self, reservation, self._clock)
         with self._changed:
             self._held.add(held)
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # started once; restarted should it die
                 self._thread = threading.Thread(target=self._run, name="m365send-leases", daemon=True)
                 self._thread.start()
             self._changed.notify()
@@ -117,4 +119,7 @@ class LeaseRenewer:
                     self._changed.wait(timeout=max((nearest - now).total_seconds(), 0.01))
                     continue
             for held in due:
-                held.renew()
+                try:
+                    held.renew()
+                except Exception:  # the thread renews every lease of the worker: it must not die
+                    log.exception("the lease renewer caught an unexpected error")

@@ -380,3 +380,33 @@ def test_verified_delivery_takes_a_404_on_sending_its_draft_for_an_unknown_outco
     assert isinstance(again, Sent)
     assert again.found_in_mailbox
     assert verified.deliveries() == 1
+
+
+def test_the_lease_renewer_survives_an_unexpected_exception_and_keeps_renewing(
+    seed_message: dict[str, Any],
+) -> None:
+    parts = Parts(lease=0.15)
+    real_renew = parts.sends.renew
+    calls = {"n": 0}
+
+    def renew_once_broken(reservation: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in a renewal")
+        return real_renew(reservation)
+
+    parts.sends.renew = renew_once_broken  # type: ignore[method-assign]
+    slow_send = parts.mail.send_mail
+
+    def slow(**kwargs: Any) -> Any:
+        time.sleep(0.5)  # more than three lease periods
+        return slow_send(**kwargs)
+
+    parts.mail.send_mail = slow  # type: ignore[method-assign]
+
+    first = parts.engine.handle(parts.command(seed_message))
+    second = parts.engine.handle(parts.command(seed_message, key="k2"))
+
+    assert isinstance(first, Sent), first
+    assert isinstance(second, Sent), second
+    assert calls["n"] >= 3
