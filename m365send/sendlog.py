@@ -22,6 +22,7 @@ as a possible duplicate (standard delivery).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -101,6 +102,9 @@ class SendRecord:
     updated_at: datetime | None = None  # when the record last changed
     send_at: datetime | None = None  # a scheduled message's SendAt
     internet_message_id: str | None = None  # known when the message went through a draft
+    # The attempt that holds the record: only it writes with this token, so a write that meets a
+    # changed record carrying its own token met its own earlier write (an answer lost and retried).
+    holder: str = ""
 
     # What each step of a send makes of the record, the same for every store (each store writes the
     # result only if the record it holds is still the stored one).
@@ -117,6 +121,7 @@ class SendRecord:
             expires_at=now + retention,
             created_at=now,
             updated_at=now,
+            holder=uuid.uuid4().hex,
         )
 
     def renewed(self, *, now: datetime, lease: timedelta) -> SendRecord:

@@ -33,6 +33,9 @@ __all__ = ["DeadLetter", "TableDeadLetters", "TableSendLog"]
 
 log = logging.getLogger(__name__)
 _DEAD_LETTER_PARTITION = "deadletter"
+# Conditional writes are never retried blindly by the SDK: a retry after a lost answer meets its own
+# write, which ``_write`` recognises by its holder token; the callers decide on any further try.
+_NO_BLIND_RETRY: dict[str, Any] = {"retry_total": 0}
 
 
 def _now() -> datetime:
@@ -59,6 +62,7 @@ def _entity(record: SendRecord) -> dict[str, Any]:
         "Answer": json.dumps(record.answer) if record.answer is not None else "",
         "GraphRequestId": record.graph_request_id or "",
         "InternetMessageId": record.internet_message_id or "",
+        "Holder": record.holder,
         # Table storage has no null: an absent time is simply not written.
         **({"CreatedAt": record.created_at} if record.created_at else {}),
         **({"UpdatedAt": record.updated_at} if record.updated_at else {}),
@@ -82,6 +86,7 @@ def _record(entity: Any) -> SendRecord:
         updated_at=entity.get("UpdatedAt"),
         send_at=entity.get("SendAt"),
         internet_message_id=entity.get("InternetMessageId") or None,
+        holder=entity.get("Holder", ""),
     )
 
 
@@ -120,39 +125,55 @@ class TableSendLog:
         fresh = SendRecord.reserved(key, payload_hash, now=now, lease=self._lease, retention=self._retention)
         with _storage_errors():
             try:
-                created = self._table.create_entity(_entity(fresh))
+                created = self._table.create_entity(_entity(fresh), **_NO_BLIND_RETRY)
                 return Reservation(Decision.NEW, replace(fresh, etag=created.get("etag")))
             except ResourceExistsError:
                 pass
             existing = self.get(key)
-            decision = decide(existing, payload_hash, now)
             if existing is None:  # deleted between the two calls: someone released it; try once more
                 return self.reserve(key, payload_hash)
+            if existing.holder == fresh.holder:  # our own create, its first answer lost
+                return Reservation(Decision.NEW, existing)
+            decision = decide(existing, payload_hash, now)
             if not decision.sends:
                 return Reservation(decision, existing)
             # The engine decides whether a take-over's send is a possible duplicate (verified delivery may show not).
             taken = successor(existing, fresh, decision, now)
             try:
-                updated = self._table.update_entity(
-                    _entity(taken),
-                    mode=UpdateMode.REPLACE,
-                    etag=existing.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except ResourceModifiedError:
+                etag = self._write(taken, existing.etag)
+            except LeaseLost:
                 # Another worker took the key between our read and write: it holds the lease now.
                 return Reservation(Decision.IN_FLIGHT, replace(existing, lease_until=now + self._lease))
-            return Reservation(decision, replace(taken, etag=updated.get("etag")))
+            return Reservation(decision, replace(taken, etag=etag))
+
+    def _write(self, record: SendRecord, etag: str | None) -> str | None:
+        """Write ``record`` if the stored one is still ``etag``, or was last written by ``record``'s holder.
+
+        A 412 (or 404) alone cannot tell another attempt's write from this attempt's own earlier write
+        whose answer was lost: the stored record's holder token can. ``LeaseLost`` when it is another's.
+        """
+        for _ in range(2):
+            with _storage_errors():
+                try:
+                    updated = self._table.update_entity(
+                        _entity(record),
+                        mode=UpdateMode.REPLACE,
+                        etag=etag,
+                        match_condition=MatchConditions.IfNotModified,
+                        **_NO_BLIND_RETRY,
+                    )
+                    return updated.get("etag")
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    pass
+                stored = self.get(record.key)
+                if stored is None or not record.holder or stored.holder != record.holder:
+                    raise LeaseLost("another attempt holds this idempotency key now") from None
+                etag = stored.etag  # our own write landed: write again over it
+        raise LeaseLost("the send record kept changing under this attempt")
 
     def _replace(self, record: SendRecord, etag: str | None) -> str | None:
-        """Write ``record`` if the stored one still has ``etag``; the new etag. ``LeaseLost`` otherwise."""
-        lost = LeaseLost
-        record = replace(record, updated_at=self._clock())
-        with azure_errors("Table storage", not_found=lost, modified=lost):
-            updated = self._table.update_entity(
-                _entity(record), mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
-        return updated.get("etag")
+        """Write ``record`` (stamped now) if this attempt still holds it; the new etag. ``LeaseLost`` otherwise."""
+        return self._write(replace(record, updated_at=self._clock()), etag)
 
     def renew(self, reservation: Reservation) -> Reservation:
         """Extend the lease from now; the reservation with the record's new etag."""

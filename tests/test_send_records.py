@@ -1,0 +1,101 @@
+"""Send records in Table storage (Azurite): conditional writes that know their own echo.
+
+A write whose answer is lost and is then retried meets its own applied write: a 412 (or a 409 for
+a create) that says nothing about another attempt. The store tells the two apart by the attempt
+token every record carries, so a lost answer is never taken for a take-over.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from azure.data.tables import TableClient, TableServiceClient
+
+from m365send.errors import LeaseLost
+from m365send.sendlog import Decision, SendStatus
+from m365send.tables import TableSendLog
+from standins.azurite import Azurite
+
+
+class AnswerLostOnce:
+    """A ``TableClient`` whose named write is applied, its answer lost, and retried once (as the SDK does)."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self.lose: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._table, name)
+        if name not in self.lose:
+            return real
+
+        def applied_then_retried(*args: Any, **kwargs: Any) -> Any:
+            self.lose.discard(name)
+            real(*args, **kwargs)  # applied; its answer never arrives
+            return real(*args, **kwargs)  # the blind retry meets the write it already made
+
+        return applied_then_retried
+
+
+@pytest.fixture
+def table(azurite: Azurite) -> Iterator[TableClient]:
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    client = service.create_table(f"records{uuid.uuid4().hex[:10]}")
+    yield client
+    service.delete_table(client.table_name)
+
+
+def _log(table: Any, *, clock: Any = None) -> TableSendLog:
+    extra = {"clock": clock} if clock else {}
+    return TableSendLog(table=table, lease=timedelta(seconds=60), retention=timedelta(days=1), **extra)
+
+
+def test_a_renewal_whose_answer_was_lost_keeps_the_lease(table: TableClient) -> None:
+    flaky = AnswerLostOnce(table)
+    sends = _log(flaky)
+    held = sends.reserve("k", "h")
+    flaky.lose.add("update_entity")
+
+    renewed = sends.renew(held)
+    sends.mark_sent(renewed, graph_request_id="g", answer={"status": 202})
+
+    assert sends.get("k").status is SendStatus.SENT  # type: ignore[union-attr]
+
+
+def test_a_final_write_whose_answer_was_lost_is_recorded_not_taken_for_a_take_over(table: TableClient) -> None:
+    flaky = AnswerLostOnce(table)
+    sends = _log(flaky)
+    held = sends.reserve("k", "h")
+    flaky.lose.add("update_entity")
+
+    sends.mark_sent(held, graph_request_id="g", answer={"status": 202})
+
+    assert sends.get("k").status is SendStatus.SENT  # type: ignore[union-attr]
+
+
+def test_a_reservation_whose_answer_was_lost_is_held_not_taken_for_another_attempts(table: TableClient) -> None:
+    flaky = AnswerLostOnce(table)
+    sends = _log(flaky)
+    flaky.lose.add("create_entity")
+
+    held = sends.reserve("k", "h")
+
+    assert held.decision is Decision.NEW
+    sends.mark_sent(held, graph_request_id="g", answer={"status": 202})
+    assert sends.get("k").status is SendStatus.SENT  # type: ignore[union-attr]
+
+
+def test_a_write_after_another_attempt_took_the_key_over_still_loses_the_lease(table: TableClient) -> None:
+    late = datetime.now(UTC) + timedelta(minutes=2)  # the first lease (60 s) has ended by then
+    first = _log(table).reserve("k", "h")
+    taken = _log(table, clock=lambda: late).reserve("k", "h")
+
+    assert taken.decision is Decision.TAKE_OVER
+    with pytest.raises(LeaseLost):
+        _log(table).renew(first)
+    with pytest.raises(LeaseLost):
+        _log(table).mark_sent(first, graph_request_id="g", answer={})
