@@ -32,6 +32,7 @@ from m365send.azure_errors import azure_errors
 from m365send.envelope import MAX_KEY_LENGTH, MAX_QUEUE_MESSAGE, encoded_size, handback_size
 from m365send.errors import DependencyUnavailable, FieldProblem, PayloadTooLarge, RequestInvalid
 from m365send.models import parse_send_request
+from m365send.storage_options import STORAGE_TIMEOUTS
 
 __all__ = ["MAX_QUEUE_MESSAGE", "CompletionQueues", "OutboxClient", "PeekedMessage"]
 
@@ -71,6 +72,7 @@ class OutboxClient:
                 credential=self._queue.credential,
                 message_encode_policy=TextBase64EncodePolicy(),
                 message_decode_policy=BinaryBase64DecodePolicy(),
+                **STORAGE_TIMEOUTS,
             )
         )
 
@@ -106,7 +108,7 @@ class OutboxClient:
         """For Azurite or a connection string (prefer identity-based access in Azure)."""
         return cls(
             queue=QueueClient.from_connection_string(
-                connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy()
+                connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy(), **STORAGE_TIMEOUTS
             )
         )
 
@@ -115,7 +117,7 @@ class OutboxClient:
         """For a queue URL and an Entra credential (the producer needs Storage Queue Data Message Sender)."""
         return cls(
             queue=QueueClient.from_queue_url(
-                queue_url, credential=credential, message_encode_policy=TextBase64EncodePolicy()
+                queue_url, credential=credential, message_encode_policy=TextBase64EncodePolicy(), **STORAGE_TIMEOUTS
             )
         )
 

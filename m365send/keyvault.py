@@ -12,7 +12,13 @@ from azure.keyvault.secrets import SecretClient
 
 from m365send.azure_errors import azure_errors, first_line, safe_cause
 from m365send.credentials import Secret, SecretSource
-from m365send.errors import CredentialError, DependencyUnavailable, KeyVaultAccessDenied, SecretNotFound
+from m365send.errors import (
+    CredentialError,
+    DependencyUnavailable,
+    KeyVaultAccessDenied,
+    M365SendError,
+    SecretNotFound,
+)
 from m365send.telemetry import KEY_VAULT_READS
 
 __all__ = ["KeyVaultSecrets", "Secret", "SecretSource"]
@@ -42,6 +48,9 @@ class KeyVaultSecrets:
         self._clock = clock
         self._cache: dict[str, tuple[float, Secret]] = {}
         self._reading: dict[str, threading.Lock] = {}
+        # Per name: how many reads have ended, and the error the last one ended in (None: it succeeded).
+        # A caller that waited for another's read takes that read's outcome rather than reading again.
+        self._reads: dict[str, tuple[int, M365SendError | None]] = {}
         self._lock = threading.Lock()  # guards the two dicts only, never held during a read
 
     def get(self, name: str) -> Secret:
@@ -54,15 +63,26 @@ class KeyVaultSecrets:
         if cached is not None and not reading.acquire(blocking=False):
             return cached[1]  # another thread is refreshing it: the current value will do meanwhile
         if cached is None:
-            reading.acquire()  # nothing to serve: wait for the reader, whose value is then cached
+            with self._lock:
+                seen = self._reads.get(name, (0, None))[0]
+            reading.acquire()  # nothing to serve: wait for the reader, whose outcome is then ours
             with self._lock:
                 cached = self._cache.get(name)
+                ended, failure = self._reads.get(name, (0, None))
             if cached and self._clock() - cached[0] < self._ttl:
                 reading.release()
                 return cached[1]
+            if ended != seen and failure is not None:
+                # The read this caller waited for failed just now: reading again would double its wait.
+                reading.release()
+                raise failure.with_traceback(None)
         try:
             secret = self._read(name)
-        except DependencyUnavailable as error:
+        except M365SendError as error:
+            with self._lock:
+                self._reads[name] = (self._reads.get(name, (0, None))[0] + 1, error)
+            if not isinstance(error, DependencyUnavailable):
+                raise
             if cached is not None and self._clock() - cached[0] < self._max_stale:
                 log.warning(
                     "Key Vault is unavailable; serving the cached secret read %.0f s ago: %s",
@@ -76,6 +96,7 @@ class KeyVaultSecrets:
             reading.release()
         with self._lock:
             self._cache[name] = (self._clock(), secret)
+            self._reads[name] = (self._reads.get(name, (0, None))[0] + 1, None)
         return secret
 
     def invalidate(self, name: str) -> None:

@@ -45,6 +45,7 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 from m365send.azure_errors import azure_errors, first_line
 from m365send.errors import DependencyUnavailable
 from m365send.pacing import MailboxPacer
+from m365send.storage_options import STORAGE_TIMEOUTS
 from m365send.telemetry import PACING_FALLBACKS, THROTTLING_WAIT
 
 __all__ = [
@@ -76,7 +77,7 @@ FALLBACK_SECONDS = 15.0
 _WINDOW_ROW = "window"
 # The limiter's storage clients fail fast: a slow limiter must not hold a send (the worker paces
 # on its own instead).
-STORAGE_OPTIONS: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
+STORAGE_OPTIONS: dict[str, Any] = {**STORAGE_TIMEOUTS, "retry_total": 0}
 # Poll for a free concurrency slot from this wait up to the cap (doubling, with full jitter).
 _POLL_FIRST = 0.01
 _POLL_CAP = 0.25

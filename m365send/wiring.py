@@ -29,6 +29,7 @@ from m365send.sendonce import DeliveryMode, SendOnce
 from m365send.service import EmailService
 from m365send.settings import DEFAULT_AUTHORITY_HOST, Settings, load_settings
 from m365send.status import StatusBook
+from m365send.storage_options import STORAGE_TIMEOUTS
 from m365send.tokens import GraphTokens
 
 if TYPE_CHECKING:  # storage clients are imported when first built: HTTP sends without a key never need them
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# Seconds one Key Vault request may take (see build_parts).
+_VAULT_TIMEOUT = 10.0
 
 
 def _vault_credential(settings: Settings) -> DefaultAzureCredential:
@@ -130,9 +133,10 @@ def build_parts(settings: Settings, *, clock: Callable[[], float] = time.monoton
         credential=_vault_credential(settings),
         # The challenge names vault.azure.net; a loopback stand-in cannot be a subdomain of it.
         verify_challenge_resource=not settings.vault_is_loopback,
-        # azure-core's defaults (300 s to read, 3 retries with backoff) would hold a send for minutes.
-        connection_timeout=settings.http_timeout,
-        read_timeout=settings.http_timeout,
+        # azure-core's defaults (300 s to read, 3 retries with backoff) would hold a send for minutes:
+        # two reads of at most 10 s leave a cold send room to answer within 30 s when the vault hangs.
+        connection_timeout=min(settings.http_timeout, _VAULT_TIMEOUT),
+        read_timeout=min(settings.http_timeout, _VAULT_TIMEOUT),
         retry_total=1,
         retry_backoff_factor=0.5,
     )
@@ -295,10 +299,12 @@ def _queue_clients(settings: Settings) -> tuple[Callable[[], OutboxClient], Call
         from m365send.client import CompletionQueues
 
         if settings.storage_connection:
-            service = QueueServiceClient.from_connection_string(settings.storage_connection)
+            service = QueueServiceClient.from_connection_string(settings.storage_connection, **STORAGE_TIMEOUTS)
         else:
             assert settings.queue_service_uri  # build_storage checked
-            service = QueueServiceClient(settings.queue_service_uri, credential=_storage_credential(settings))
+            service = QueueServiceClient(
+                settings.queue_service_uri, credential=_storage_credential(settings), **STORAGE_TIMEOUTS
+            )
         return CompletionQueues(service=service, create_missing=bool(settings.storage_connection))
 
     return outbox, completions
@@ -318,10 +324,12 @@ def build_storage(settings: Settings) -> Storage:
             exception="PropertyNullException",
         )
     if settings.storage_connection:
-        tables = TableServiceClient.from_connection_string(settings.storage_connection)
+        tables = TableServiceClient.from_connection_string(settings.storage_connection, **STORAGE_TIMEOUTS)
     else:
         assert settings.table_service_uri  # storage_configured
-        tables = TableServiceClient(endpoint=settings.table_service_uri, credential=_storage_credential(settings))
+        tables = TableServiceClient(
+            endpoint=settings.table_service_uri, credential=_storage_credential(settings), **STORAGE_TIMEOUTS
+        )
     table = tables.get_table_client(settings.send_table)
     outbox, completions = _queue_clients(settings)
     if settings.storage_connection:
