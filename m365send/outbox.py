@@ -41,7 +41,7 @@ from m365send.errors import (
 from m365send.logcontext import log_context
 from m365send.sendlog import Scope
 from m365send.sendonce import Failed, Scheduled, SendCommand, SendOnce, Sent
-from m365send.status import SendState
+from m365send.status import SendState, send_state
 from m365send.telemetry import FAILURES
 
 __all__ = [
@@ -187,6 +187,11 @@ class OutboxProcessor:
             return self._hand_back(queued, queued.attempt, delay, "scheduled", cap=MAX_VISIBILITY_DELAY)
         if not isinstance(outcome, Failed):
             log.info("duplicate queue message acknowledged")
+            # The worker that finished the key may have died before its completion left: tell again
+            # (completions are at least once, like every queue message).
+            state = send_state(queued.key, Scope.QUEUE, outcome.record, None)
+            if state is not None:
+                self._notify(queued.notify, state)
             return QueueResult("duplicate", queued.key, detail=outcome.status.value)
         cause = outcome.error
         if outcome.permanent:

@@ -134,6 +134,7 @@ class Replayed:
 
     stored: dict[str, Any]
     status: SendStatus
+    record: SendRecord | None = None  # the key's record, which the first attempt finished
 
     def answer(self) -> HttpResult:
         """The first answer, marked as a replay."""
@@ -251,7 +252,9 @@ class SendOnce:
             return Scheduled(command.request, command.key, reservation.record.send_at)
         if decision in (Decision.ALREADY_SENT, Decision.ALREADY_FAILED):
             log.info("idempotency key already finished: answering as the first time", extra={"decision": decision})
-            return Replayed(_stored_answer(reservation.record, command), reservation.record.status)
+            return Replayed(
+                _stored_answer(reservation.record, command), reservation.record.status, record=reservation.record
+            )
         if decision is Decision.IN_FLIGHT:
             left = reservation.lease_left(datetime.now(UTC)).total_seconds()
             return Failed(

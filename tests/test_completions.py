@@ -87,3 +87,31 @@ def test_a_completion_that_cannot_be_sent_does_not_resend_the_email(
     assert len(cloud.graph.sent) == 1
     assert status_of("order-4").body["status"] == "sent"
     assert host.poisoned() == 0
+
+
+class WorkerDied(Exception):
+    """Stands for the worker dying at this point: the host delivers the message again later."""
+
+
+def test_a_completion_lost_to_a_worker_that_died_after_recording_is_sent_on_redelivery(
+    queue_host: Host, cloud: LocalCloud, seed_message: dict[str, Any], storage_settings: dict[str, str]
+) -> None:
+    host = queue_host(M365_COMPLETION_QUEUES="orders-done5")
+    storage = function_app.current_worker().storage()
+    real_notify, calls = storage.notify, []
+
+    def dies_before_notifying(queue: str, body: bytes) -> None:
+        calls.append(queue)
+        if len(calls) == 1:
+            raise WorkerDied  # the record says sent; the completion never left
+        real_notify(queue, body)
+
+    storage.notify = dies_before_notifying  # type: ignore[method-assign]
+    host.put_raw(envelope("order-5", seed_message, "orders-done5"))
+
+    host.drain()
+
+    [done] = completions(storage_settings["AzureWebJobsStorage"], "orders-done5")
+    assert (done["idempotencyKey"], done["status"]) == ("order-5", "sent")
+    assert done["graphRequestId"] == status_of("order-5").body["graphRequestId"]
+    assert len(cloud.graph.sent) == 1
