@@ -29,9 +29,10 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, QueueServiceClient, TextBase64EncodePolicy
 
 from m365send.azure_errors import azure_errors
-from m365send.envelope import MAX_KEY_LENGTH, MAX_QUEUE_MESSAGE, encoded_size, handback_size
+from m365send.envelope import MAX_KEY_LENGTH, MAX_QUEUE_MESSAGE, encoded_size, handback_size, wrap
 from m365send.errors import DependencyUnavailable, FieldProblem, PayloadTooLarge, RequestInvalid
 from m365send.models import parse_send_request
+from m365send.sendlog import Scope
 from m365send.storage_options import STORAGE_TIMEOUTS
 
 __all__ = ["MAX_QUEUE_MESSAGE", "CompletionQueues", "OutboxClient", "PeekedMessage"]
@@ -136,9 +137,10 @@ class OutboxClient:
         key: str | None = None,
         sender: str | None = None,
         delay: float | None = None,
+        scope: Scope = Scope.QUEUE,
     ) -> str:
         """Validate ``message`` and enqueue it (invisible for ``delay`` seconds); the idempotency key
-        (``key``, or a new GUID)."""
+        (``key``, or a new GUID). ``scope`` HTTP: ``key`` is an HTTP caller's (a send it scheduled)."""
         key = str(uuid.uuid4()) if key is None else key
         if not key or len(key) > MAX_KEY_LENGTH:
             raise RequestInvalid(
@@ -151,14 +153,14 @@ class OutboxClient:
         parse_send_request(message, sender=sender)  # raises RequestInvalid naming each bad field
         body = json.dumps({"id": key, "message": dict(message), "sender": sender}).encode()
         # Room for the hand-back header too: a message that must wait for a retry is re-enqueued with it.
-        size = encoded_size(handback_size(body, key))
+        size = encoded_size(handback_size(body, key, scope))
         if size > MAX_QUEUE_MESSAGE:
             raise PayloadTooLarge(
                 f"the envelope is {size:,} bytes once base64-encoded (with room for a retry header); a queue "
                 f"message holds at most {MAX_QUEUE_MESSAGE:,}. Send large attachments as blob references",
                 exception="ArgumentException",
             )
-        self._send(body, delay=delay)
+        self._send(body if scope is Scope.QUEUE else wrap(body, key=key, attempt=0, scope=scope), delay=delay)
         return key
 
     def requeue(self, body: bytes, *, delay: float) -> None:

@@ -8,7 +8,9 @@ keeps the key (a bare message's queue id changes with every enqueue)::
 
     {"m365send":{"attempt":2,"key":"invoice-1"},"original":<the producer's JSON, byte for byte>}
 
-so a hand-back grows a message by a few dozen bytes, never by re-serialisation.
+so a hand-back grows a message by a few dozen bytes, never by re-serialisation. A message scheduled
+over HTTP (or the CLI) waits on the queue in the same wrapper with ``"scope":"http"``: its key is the
+caller's HTTP key, so a repeat of the HTTP request and the queued copy are one key, sent once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from m365send.errors import FieldProblem, RequestInvalid
 from m365send.models import SendRequest, parse_send_request, structure_problem
+from m365send.sendlog import Scope, scoped_key
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -36,10 +39,12 @@ __all__ = [
     "handback_size",
     "idempotency_request_id",
     "key_of",
+    "key_problem",
     "original_of",
     "parse_queue_message",
     "payload_hash",
     "replayable",
+    "wrap",
 ]
 
 # client-request-ids derive from the key, so every attempt of one send shares Graph's correlation id.
@@ -100,20 +105,32 @@ class QueuedSend:
     attempt: int  # hand-backs so far
     original: bytes
     notify: str | None = None
+    scope: Scope = Scope.QUEUE  # HTTP for a message an HTTP caller scheduled: its key is an HTTP key
 
     def handback(self, *, attempt: int) -> bytes:
         """The message to put back on the queue: the producer's bytes untouched, in the hand-back wrapper."""
-        return _wrap(self.original, key=self.key, attempt=attempt)
+        return wrap(self.original, key=self.key, attempt=attempt, scope=self.scope)
 
 
-def _wrap(original: bytes, *, key: str, attempt: int) -> bytes:
-    header = json.dumps({"attempt": attempt, "key": key}, separators=(",", ":"))
+def wrap(original: bytes, *, key: str, attempt: int, scope: Scope = Scope.QUEUE) -> bytes:
+    """``original`` in the hand-back wrapper (``scope`` HTTP: a message scheduled by an HTTP caller)."""
+    fields: dict[str, Any] = {"attempt": attempt, "key": key}
+    if scope is not Scope.QUEUE:
+        fields["scope"] = scope.value
+    header = json.dumps(fields, separators=(",", ":"))
     return b'{"' + _HANDBACK.encode() + b'":' + header.encode() + b',"original":' + original + b"}"
 
 
-def handback_size(original: bytes, key: str) -> int:
+def handback_size(original: bytes, key: str, scope: Scope = Scope.QUEUE) -> int:
     """Bytes of a hand-back of ``original`` late in its life (an attempt count of three digits)."""
-    return len(_wrap(original, key=key, attempt=999))
+    return len(wrap(original, key=key, attempt=999, scope=scope))
+
+
+def key_problem(key: str) -> str | None:
+    """What is wrong with an idempotency key, if anything (the rules for every key, however it came)."""
+    if not key or len(key) > MAX_KEY_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in key):
+        return f"must be 1 to {MAX_KEY_LENGTH} printable characters"
+    return None
 
 
 def _is_utf8(body: bytes) -> bool:
@@ -124,19 +141,33 @@ def _is_utf8(body: bytes) -> bool:
     return True
 
 
-def _unwrap(decoded: Any, body: bytes) -> tuple[Any, bytes, int, str | None]:
-    """(the producer's message, its bytes, hand-backs so far, the key kept by the hand-back)."""
+@dataclass(frozen=True)
+class _Unwrapped:
+    message: Any  # the producer's message
+    original: bytes  # its bytes
+    attempt: int = 0  # hand-backs so far
+    key: str | None = None  # the key the hand-back kept
+    scope: Scope = Scope.QUEUE
+
+
+def _unwrap(decoded: Any, body: bytes) -> _Unwrapped:
+    """The producer's message inside a hand-back wrapper, or ``decoded`` itself when it is none."""
     if not (isinstance(decoded, dict) and set(decoded) == {_HANDBACK, "original"}):
         if body.startswith(codecs.BOM_UTF8) or not _is_utf8(body):
             # JSON in another encoding (RFC 8259 allows the BOM-less UTF-16/32 forms json.loads reads):
             # a hand-back embeds it as UTF-8.
             body = json.dumps(decoded, ensure_ascii=True).encode()
-        return decoded, body, 0, None
+        return _Unwrapped(decoded, body)
     header = decoded[_HANDBACK]
     attempt = header.get("attempt") if isinstance(header, dict) else None
     key = header.get("key") if isinstance(header, dict) else None
+    scope = header.get("scope", Scope.QUEUE.value) if isinstance(header, dict) else None
     if not isinstance(attempt, int) or attempt < 0 or not isinstance(key, str) or not key:
         raise _invalid("handback", "the hand-back header must hold a non-negative attempt and a key")
+    if key_problem(key) is not None:  # a wrapper may be written by hand: its key keeps the same rules
+        raise _invalid("handback", f"the hand-back key {key_problem(key)}")
+    if scope not in {s.value for s in Scope}:
+        raise _invalid("handback", "the hand-back scope must be http or queue")
     # The original sits verbatim between the header and the closing brace (see ``QueuedSend.handback``);
     # a wrapper written some other way (by hand, say) gives its original re-serialised.
     ours = body.startswith(b'{"' + _HANDBACK.encode() + b'":')
@@ -144,7 +175,7 @@ def _unwrap(decoded: Any, body: bytes) -> tuple[Any, bytes, int, str | None]:
     original = body[marker + len(b',"original":') : body.rindex(b"}")] if marker >= 0 else b""
     if marker < 0 or not original.strip():
         original = json.dumps(decoded["original"]).encode()
-    return decoded["original"], original, attempt, key
+    return _Unwrapped(decoded["original"], original, attempt, key, Scope(scope))
 
 
 def idempotency_request_id(key: str) -> str:
@@ -172,11 +203,12 @@ def _decode(body: bytes) -> Any:
 def key_of(body: bytes, *, queue_message_id: str) -> str:
     """The idempotency key of a queue message, even when the rest of it is invalid."""
     try:
-        decoded, _, _, kept = _unwrap(_decode(body), body)
+        unwrapped = _unwrap(_decode(body), body)
     except RequestInvalid:
         return queue_message_id
-    if kept:
-        return kept
+    if unwrapped.key:
+        return unwrapped.key
+    decoded = unwrapped.message
     key = decoded.get("id") if isinstance(decoded, dict) and "message" in decoded else None
     return key if isinstance(key, str) and key else queue_message_id
 
@@ -184,14 +216,14 @@ def key_of(body: bytes, *, queue_message_id: str) -> str:
 def original_of(body: bytes) -> bytes:
     """The producer's bytes of a queue message (itself, unless m365send handed it back)."""
     try:
-        return _unwrap(_decode(body), body)[1]
+        return _unwrap(_decode(body), body).original
     except RequestInvalid:
         return body
 
 
 def replayable(body: bytes, *, key: str) -> bytes:
     """A dead or poisoned message made ready to enqueue again: the producer's message under ``key``, attempt 0."""
-    decoded, _, _, _ = _unwrap(_decode(body), body)
+    decoded = _unwrap(_decode(body), body).message
     if isinstance(decoded, dict) and "message" in decoded:
         return json.dumps({**decoded, "id": key}).encode()
     return json.dumps({"id": key, "message": decoded}).encode()
@@ -199,7 +231,8 @@ def replayable(body: bytes, *, key: str) -> bytes:
 
 def parse_queue_message(body: bytes, *, queue_message_id: str) -> QueuedSend:
     """Decode and validate a queue message; ``RequestInvalid`` names what is wrong."""
-    decoded, original, attempt, kept_key = _unwrap(_decode(body), body)
+    unwrapped = _unwrap(_decode(body), body)
+    decoded = unwrapped.message
     if isinstance(decoded, dict) and "message" in decoded:
         # The envelope's own fields; the message itself is checked once, by parse_send_request.
         problem = structure_problem({k: v for k, v in decoded.items() if k != "message"})
@@ -215,15 +248,17 @@ def parse_queue_message(body: bytes, *, queue_message_id: str) -> QueuedSend:
         error = exc.errors(include_url=False, include_input=False)[0]
         field = ".".join(str(p) for p in error["loc"]) or "QueueMessage"
         raise _invalid("envelope", error["msg"], field=f"Envelope.{field}") from None
-    key = kept_key or envelope.id or queue_message_id
-    request = parse_send_request(envelope.message, sender=envelope.sender, request_id=idempotency_request_id(key))
+    key = unwrapped.key or envelope.id or queue_message_id
+    request_id = idempotency_request_id(key if unwrapped.scope is Scope.QUEUE else scoped_key(unwrapped.scope, key))
+    request = parse_send_request(envelope.message, sender=envelope.sender, request_id=request_id)
     return QueuedSend(
         key=key,
         request=request,
         payload_hash=payload_hash(request),
-        attempt=attempt,
-        original=original,
+        attempt=unwrapped.attempt,
+        original=unwrapped.original,
         notify=envelope.notify,
+        scope=unwrapped.scope,
     )
 
 

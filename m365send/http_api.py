@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 
 from m365send.answers import HttpResult, problem
-from m365send.envelope import MAX_KEY_LENGTH
+from m365send.envelope import key_problem
 from m365send.errors import (
     ConfigurationInvalid,
     FieldProblem,
@@ -53,17 +53,9 @@ def _is_uuid(value: str) -> bool:
 
 
 def _checked_key(key: str) -> str:
-    if not key or len(key) > MAX_KEY_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in key):
-        raise RequestInvalid(
-            [
-                FieldProblem(
-                    "Idempotency-Key",
-                    "argument",
-                    f"must be 1 to {MAX_KEY_LENGTH} printable characters",
-                    "ArgumentException",
-                )
-            ]
-        )
+    wrong = key_problem(key)
+    if wrong is not None:
+        raise RequestInvalid([FieldProblem("Idempotency-Key", "argument", wrong, "ArgumentException")])
     return key
 
 

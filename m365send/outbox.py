@@ -39,7 +39,7 @@ from m365send.errors import (
     RequestInvalid,
 )
 from m365send.logcontext import log_context
-from m365send.sendlog import Scope
+from m365send.sendlog import Scope, scoped_key
 from m365send.sendonce import Failed, Scheduled, SendCommand, SendOnce, Sent
 from m365send.status import SendState, send_state
 from m365send.telemetry import FAILURES
@@ -154,14 +154,16 @@ class OutboxProcessor:
                     )
                 ]
             )
-            return self._dead_letter(queued.key, "invalid", refused, queued.original, message_id, dequeue_count)
+            return self._dead_letter(
+                _letter_key(queued), "invalid", refused, queued.original, message_id, dequeue_count
+            )
         deliveries = queued.attempt + dequeue_count
         if deliveries > self._max_attempts:
             exhausted = M365SendError(f"the message was tried {deliveries - 1} times; it will not be tried again")
             return self._dead_letter(
-                queued.key, "exhausted", exhausted, queued.original, message_id, dequeue_count, queued.notify
+                _letter_key(queued), "exhausted", exhausted, queued.original, message_id, dequeue_count, queued.notify
             )
-        outcome = self._engine.handle(SendCommand(queued.request, Scope.QUEUE, queued.key))
+        outcome = self._engine.handle(SendCommand(queued.request, queued.scope, queued.key, can_wait=True))
         if isinstance(outcome, Sent):
             self._notify(
                 queued.notify,
@@ -198,12 +200,14 @@ class OutboxProcessor:
             kind = "conflict" if isinstance(cause, IdempotencyConflict) else "permanent"
             # A conflict's notify belongs to the other message that holds the key: not told here.
             notify = None if kind == "conflict" else queued.notify
-            return self._dead_letter(queued.key, kind, cause, queued.original, message_id, dequeue_count, notify)
+            return self._dead_letter(
+                _letter_key(queued), kind, cause, queued.original, message_id, dequeue_count, notify
+            )
         FAILURES.add(1, {"reason": type(cause).__name__, "trigger": "queue", "disposition": "retry"})
         if deliveries >= self._max_attempts:
             # The key keeps its record (free, or unknown), so a replay of the dead letter is decided on it.
             return self._dead_letter(
-                queued.key, "exhausted", cause, queued.original, message_id, dequeue_count, queued.notify
+                _letter_key(queued), "exhausted", cause, queued.original, message_id, dequeue_count, queued.notify
             )
         retry_after = outcome.retry_after
         delay = retry_after if retry_after is not None else self._retry_base * 2 ** (deliveries - 1)
@@ -268,3 +272,8 @@ class OutboxProcessor:
         except DependencyUnavailable as error:
             FAILURES.add(1, {"reason": "completion-not-sent", "trigger": "queue"})
             log.warning("could not send the completion message: %s", error.detail, extra={"notify_queue": queue})
+
+
+def _letter_key(queued: QueuedSend) -> str:
+    """A dead letter's key: the queue key, or an HTTP caller's scheduled key with its scope (``http:k``)."""
+    return queued.key if queued.scope is Scope.QUEUE else scoped_key(queued.scope, queued.key)

@@ -32,8 +32,9 @@ class Outbox(Protocol):
         key: str | None = None,
         sender: str | None = None,
         delay: float | None = None,
+        scope: Scope = Scope.QUEUE,
     ) -> str:
-        """Validate and enqueue; the key."""
+        """Validate and enqueue; the key (``scope``: whose key it is)."""
         ...
 
 
@@ -46,12 +47,16 @@ def is_ahead(request: SendRequest, now: datetime | None = None) -> bool:
 def schedule(
     request: SendRequest, message: Mapping[str, Any], *, key: str, engine: SendOnce, outbox: Outbox
 ) -> Outcome:
-    """Record ``key`` (queue scope) as scheduled and put ``message`` on the queue until it is due."""
-    outcome = engine.handle(SendCommand(request, Scope.QUEUE, key))
+    """Record the HTTP caller's ``key`` as scheduled and put ``message`` on the queue until it is due.
+
+    The key stays in the HTTP namespace, queued copy included: a repeat of the request (before or
+    after SendAt) is the same key, so one message is sent whichever comes first.
+    """
+    outcome = engine.handle(SendCommand(request, Scope.HTTP, key, can_wait=True))
     if isinstance(outcome, Scheduled):
         delay = min(outcome.delay(datetime.now(UTC)), MAX_VISIBILITY_DELAY)
         try:
-            outbox.enqueue(message, key=key, sender=request.sender, delay=delay)
+            outbox.enqueue(message, key=key, sender=request.sender, delay=delay, scope=Scope.HTTP)
         except M365SendError as error:
             return Failed(error)  # the record says scheduled: a retry of this request enqueues again
     return outcome

@@ -87,11 +87,16 @@ class DeliveryMode(StrEnum):
 
 @dataclass(frozen=True)
 class SendCommand:
-    """One request to send: the validated message, where it came from, and its idempotency key if any."""
+    """One request to send: the validated message, where it came from, and its idempotency key if any.
+
+    ``can_wait``: the caller holds the message until its SendAt (the queue, or a caller that puts it
+    there); a message due later is refused otherwise.
+    """
 
     request: SendRequest
     scope: Scope
     key: str | None = None
+    can_wait: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,7 @@ class SendOnce:
         if too_far is not None:
             return Failed(too_far)
         ahead = send_at is not None and send_at - now > _DUE_MARGIN
-        if ahead and (command.key is None or command.scope is not Scope.QUEUE):
+        if ahead and (command.key is None or not command.can_wait):
             return Failed(_needs_queue())  # only the queue can hold a message until it is due
         if ahead:
             try:

@@ -179,7 +179,8 @@ class StatusBook:
 
     def _state(self, key: str, via: Scope) -> SendState | None:
         record = self._records.get(scoped_key(via, key))
-        dead_letter = self._dead_letters.latest_for(key) if via is Scope.QUEUE else None
+        # A message an HTTP caller scheduled waits on the queue, and may be set aside there too.
+        dead_letter = self._dead_letters.latest_for(key if via is Scope.QUEUE else scoped_key(via, key))
         return send_state(key, via, record, dead_letter)
 
 

@@ -7,6 +7,7 @@ needs storage; the HTTP trigger and the CLI put a scheduled message on the queue
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -121,9 +122,49 @@ def test_over_http_a_scheduled_message_is_answered_202_scheduled_and_waits_on_th
     assert cloud.graph.sent == []
     host.drain()
     assert len(cloud.graph.sent) == 1  # two copies waited; the key was sent once
-    record = function_app.current_worker().sends().get(scoped_key(Scope.QUEUE, "digest-1"))
+    record = function_app.current_worker().sends().get(scoped_key(Scope.HTTP, "digest-1"))
     assert record is not None
     assert record.status is SendStatus.SENT
+
+
+def test_over_http_a_scheduled_key_repeated_after_its_send_at_is_one_send_not_two(
+    queue_host: Host, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    host = queue_host()
+    message = {**seed_message, "SendAt": at(2.5)}
+    first = SendApi().post(message, headers={"Idempotency-Key": "lost-answer-1"})
+    time.sleep(3)  # SendAt passes; the caller lost the first answer and repeats the request
+
+    repeat = SendApi().post(message, headers={"Idempotency-Key": "lost-answer-1"})
+    host.drain()
+
+    assert first.body["status"] == "scheduled"
+    assert repeat.status == 202
+    assert len(cloud.graph.sent) == 1  # the queued copy found the key sent
+    assert not repeat.body.get("possibleDuplicate")
+
+
+def test_over_http_a_scheduled_key_reused_for_another_message_is_a_conflict(
+    queue_host: Host, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    queue_host()
+    SendApi().post({**seed_message, "SendAt": at(600)}, headers={"Idempotency-Key": "reused-1"})
+
+    other = SendApi().post({**seed_message, "Subject": "Another"}, headers={"Idempotency-Key": "reused-1"})
+
+    assert other.status == 409
+    assert cloud.graph.sent == []
+
+
+def test_the_status_of_a_key_scheduled_over_http_says_http(
+    queue_host: Host, cloud: LocalCloud, seed_message: dict[str, Any]
+) -> None:
+    queue_host()
+    SendApi().post({**seed_message, "SendAt": at(600)}, headers={"Idempotency-Key": "where-1"})
+
+    status = status_of("where-1").body
+
+    assert (status["status"], status["via"]) == ("scheduled", "http")
 
 
 def test_over_http_without_a_key_the_answer_names_the_key_to_ask_about(

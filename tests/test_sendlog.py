@@ -109,3 +109,23 @@ def test_published_schema_matches_the_model() -> None:
     published = Path(__file__).resolve().parent.parent / "schemas" / "queue-envelope.schema.json"
 
     assert json.loads(published.read_text()) == envelope_schema(), "regenerate: python -m m365send.envelope"
+
+
+@pytest.mark.parametrize("key", ["bad\nkey", "x" * 257, "\x7f"], ids=["control", "too-long", "delete"])
+def test_a_hand_written_hand_back_wrapper_keeps_the_key_rules(key: str, seed_message: dict[str, Any]) -> None:
+    body = json.dumps({"m365send": {"attempt": 0, "key": key}, "original": seed_message}).encode()
+
+    with pytest.raises(RequestInvalid, match="hand-back key"):
+        parse_queue_message(body, queue_message_id="q")
+
+
+def test_a_hand_back_keeps_the_scope_of_a_key_an_http_caller_scheduled(seed_message: dict[str, Any]) -> None:
+    from m365send.envelope import wrap
+    from m365send.sendlog import Scope
+
+    queued = parse_queue_message(
+        wrap(json.dumps(seed_message).encode(), key="k", attempt=0, scope=Scope.HTTP), queue_message_id="q"
+    )
+    again = parse_queue_message(queued.handback(attempt=1), queue_message_id="q2")
+
+    assert (queued.scope, again.scope, again.key, again.attempt) == (Scope.HTTP, Scope.HTTP, "k", 1)
