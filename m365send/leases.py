@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import TracebackType
 
 from m365send.errors import DependencyUnavailable, LeaseLost
@@ -23,14 +24,14 @@ __all__ = ["HeldLease", "LeaseRenewer"]
 log = logging.getLogger(__name__)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class HeldLease:
-    """One attempt's lease, renewed in the background until the attempt ``release``s it."""
+    """One attempt's lease, renewed in the background until the attempt ``release``s it.
 
-    def __init__(self, renewer: LeaseRenewer, reservation: Reservation, clock: Callable[[], datetime]) -> None:
+    Time here is this process's monotonic clock: how long the lease holds was judged by the store
+    on its own clock (``Reservation.held_until``), so no wall clock, skewed or stepped, decides it.
+    """
+
+    def __init__(self, renewer: LeaseRenewer, reservation: Reservation, clock: Callable[[], float]) -> None:
         self._renewer = renewer
         self._clock = clock
         self._current = reservation
@@ -46,7 +47,7 @@ class HeldLease:
 
     def check(self) -> None:
         """Raise ``LeaseLost`` if another attempt may hold the key now."""
-        if self._lost or self._clock() >= self._current.record.lease_until:
+        if self._lost or self._clock() >= self._current.held_until:
             raise LeaseLost("this attempt's lease on the idempotency key ended; another attempt holds it")
 
     def renew(self) -> None:
@@ -82,9 +83,9 @@ class HeldLease:
 class LeaseRenewer:
     """Renews every lease this worker holds; its thread starts with the first lease and idles between."""
 
-    def __init__(self, *, sends: SendLog, lease: timedelta, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(self, *, sends: SendLog, lease: timedelta, clock: Callable[[], float] = time.monotonic) -> None:
         self.sends = sends
-        self.interval = lease / 3
+        self.interval = lease.total_seconds() / 3
         self._clock = clock
         self._held: set[HeldLease] = set()
         self._changed = threading.Condition()
@@ -116,7 +117,7 @@ class LeaseRenewer:
                 due = [h for h in self._held if h.due <= now]
                 if not due:
                     nearest = min(h.due for h in self._held)
-                    self._changed.wait(timeout=max((nearest - now).total_seconds(), 0.01))
+                    self._changed.wait(timeout=max(nearest - now, 0.01))
                     continue
             for held in due:
                 try:

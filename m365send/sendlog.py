@@ -203,10 +203,15 @@ def successor(existing: SendRecord | None, fresh: SendRecord, decision: Decision
 
 @dataclass(frozen=True)
 class Reservation:
-    """The outcome of ``SendLog.reserve``: the decision and the record it was made on."""
+    """The outcome of ``SendLog.reserve``: the decision and the record it was made on.
+
+    ``held_until``: for a holder, the monotonic moment (``time.monotonic``) until which its lease
+    surely holds, judged on the store's clock rather than this machine's wall clock; 0 for none.
+    """
 
     decision: Decision
     record: SendRecord
+    held_until: float = 0.0
 
     def lease_left(self, now: datetime) -> timedelta:
         """How long the current holder's lease still runs."""

@@ -462,7 +462,7 @@ def _needs_queue() -> RequestInvalid:
 def _flagged(reservation: Reservation, possible_duplicate: bool) -> Reservation:
     if not possible_duplicate or reservation.record.possible_duplicate:
         return reservation
-    return Reservation(reservation.decision, replace(reservation.record, possible_duplicate=True))
+    return replace(reservation, record=replace(reservation.record, possible_duplicate=True))
 
 
 def _warned(sent: Sent, warning: str) -> Sent:

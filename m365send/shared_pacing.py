@@ -45,6 +45,7 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 from m365send.azure_errors import azure_errors, first_line
 from m365send.errors import DependencyUnavailable
 from m365send.pacing import MailboxPacer
+from m365send.service_time import ServiceTime
 from m365send.storage_options import STORAGE_TIMEOUTS
 from m365send.telemetry import PACING_FALLBACKS, THROTTLING_WAIT
 
@@ -149,8 +150,9 @@ class SharedMailboxLimiter:
         max_wait: float,
         local: MailboxPacer,
         create_missing: bool = False,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        service_time: ServiceTime | None = None,
     ) -> None:
         self._container = container
         self._table = table
@@ -162,7 +164,10 @@ class SharedMailboxLimiter:
         self._max_wait = max_wait
         self._local = local
         self._create_missing = create_missing
-        self._clock = clock
+        # The window is judged on Table storage's clock, which every instance shares (``clock``: tests).
+        self._time = service_time or ServiceTime()
+        self._hook: dict[str, Any] = {"raw_response_hook": self._time.observe}
+        self._clock = clock or self._time.timestamp
         self._sleep = sleep
         self._lock = threading.Lock()
         self._pools: dict[str, _Pool] = {}
@@ -321,7 +326,7 @@ class SharedMailboxLimiter:
     def _read(self, key: str) -> Window:
         self._tick("read")
         try:
-            entity = self._table.get_entity(key, _WINDOW_ROW)
+            entity = self._table.get_entity(key, _WINDOW_ROW, **self._hook)
         except ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) == "TableNotFound":
                 raise
@@ -340,10 +345,14 @@ class SharedMailboxLimiter:
         self._tick("write")
         try:
             if window.etag is None:
-                self._table.create_entity(entity)
+                self._table.create_entity(entity, **self._hook)
             else:
                 self._table.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=window.etag, match_condition=MatchConditions.IfNotModified
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=window.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                    **self._hook,
                 )
         except (ResourceExistsError, ResourceModifiedError):
             return False

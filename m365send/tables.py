@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 import uuid
 import zlib
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from azure.data.tables import TableClient, UpdateMode
 from m365send.azure_errors import azure_errors
 from m365send.errors import DependencyUnavailable, LeaseLost
 from m365send.sendlog import Decision, Reservation, SendRecord, SendStatus, decide, successor
+from m365send.service_time import ServiceTime
 
 __all__ = ["DeadLetter", "TableDeadLetters", "TableSendLog"]
 
@@ -104,47 +106,66 @@ class TableSendLog:
         table: TableClient,
         lease: timedelta,
         retention: timedelta,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] | None = None,
+        service_time: ServiceTime | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._table = table
         self._lease = lease
         self._retention = retention
-        self._clock = clock
+        # Leases are judged on Table storage's clock, learnt from every answer's Date (``clock``: tests).
+        self._time = service_time or ServiceTime(monotonic=monotonic)
+        self._clock = clock or self._time.now
+        self._monotonic = monotonic
+        self._hook: dict[str, Any] = {"raw_response_hook": self._time.observe}
 
     def get(self, key: str) -> SendRecord | None:
         """The record of ``key``, if any."""
         with _storage_errors():
             try:
-                return _record(self._table.get_entity(*_address(key)))
+                return _record(self._table.get_entity(*_address(key), **self._hook))
             except ResourceNotFoundError:
                 return None
 
+    def _sending(self) -> float:
+        """The monotonic moment a write is sent (and its answer's Date is what counts from now)."""
+        self._time.forget_last()
+        return self._monotonic()
+
+    def _held(self, record: SendRecord, sent_at: float) -> float:
+        return self._time.held_until(sent_at=sent_at, lease_until=record.lease_until)
+
     def reserve(self, key: str, payload_hash: str) -> Reservation:
         """Create the key's record, or decide on the one that exists (see ``m365send.sendlog``)."""
+        sent_at = self._sending()
         now = self._clock()
         fresh = SendRecord.reserved(key, payload_hash, now=now, lease=self._lease, retention=self._retention)
         with _storage_errors():
             try:
-                created = self._table.create_entity(_entity(fresh), **_NO_BLIND_RETRY)
-                return Reservation(Decision.NEW, replace(fresh, etag=created.get("etag")))
+                created = self._table.create_entity(_entity(fresh), **_NO_BLIND_RETRY, **self._hook)
+                return Reservation(Decision.NEW, replace(fresh, etag=created.get("etag")), self._held(fresh, sent_at))
             except ResourceExistsError:
                 pass
             existing = self.get(key)
             if existing is None:  # deleted between the two calls: someone released it; try once more
                 return self.reserve(key, payload_hash)
             if existing.holder == fresh.holder:  # our own create, its first answer lost
-                return Reservation(Decision.NEW, existing)
+                return Reservation(Decision.NEW, existing, self._held(existing, sent_at))
+            # Judged now, after the answers above taught the clock the service's time.
+            now = self._clock()
             decision = decide(existing, payload_hash, now)
             if not decision.sends:
                 return Reservation(decision, existing)
             # The engine decides whether a take-over's send is a possible duplicate (verified delivery may show not).
+            fresh = SendRecord.reserved(key, payload_hash, now=now, lease=self._lease, retention=self._retention)
             taken = successor(existing, fresh, decision, now)
+            sent_at = self._sending()
             try:
                 etag = self._write(taken, existing.etag)
             except LeaseLost:
                 # Another worker took the key between our read and write: it holds the lease now.
                 return Reservation(Decision.IN_FLIGHT, replace(existing, lease_until=now + self._lease))
-            return Reservation(decision, replace(taken, etag=etag))
+            return Reservation(decision, replace(taken, etag=etag), self._held(taken, sent_at))
 
     def _write(self, record: SendRecord, etag: str | None) -> str | None:
         """Write ``record`` if the stored one is still ``etag``, or was last written by ``record``'s holder.
@@ -161,6 +182,7 @@ class TableSendLog:
                         etag=etag,
                         match_condition=MatchConditions.IfNotModified,
                         **_NO_BLIND_RETRY,
+                        **self._hook,
                     )
                     return updated.get("etag")
                 except (ResourceModifiedError, ResourceNotFoundError):
@@ -177,9 +199,10 @@ class TableSendLog:
 
     def renew(self, reservation: Reservation) -> Reservation:
         """Extend the lease from now; the reservation with the record's new etag."""
+        sent_at = self._sending()
         renewed = reservation.record.renewed(now=self._clock(), lease=self._lease)
         etag = self._replace(renewed, reservation.record.etag)
-        return Reservation(reservation.decision, replace(renewed, etag=etag))
+        return Reservation(reservation.decision, replace(renewed, etag=etag), self._held(renewed, sent_at))
 
     def mark_sent(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -157,7 +158,8 @@ class MemorySendLog:
                 assert existing is not None
                 return Reservation(decision, existing)
             fresh = SendRecord.reserved(key, payload_hash, now=now, lease=self.lease, retention=RETENTION)
-            return Reservation(decision, self._stamp(successor(existing, fresh, decision, now)))
+            held = time.monotonic() + self.lease.total_seconds()
+            return Reservation(decision, self._stamp(successor(existing, fresh, decision, now)), held)
 
     def _replace(self, record: SendRecord, etag: str | None) -> SendRecord:
         with self._lock:
@@ -167,8 +169,9 @@ class MemorySendLog:
 
     def renew(self, reservation: Reservation) -> Reservation:
         self._maybe_fail("renew")
+        held = time.monotonic() + self.lease.total_seconds()
         renewed = reservation.record.renewed(now=datetime.now(UTC), lease=self.lease)
-        return Reservation(reservation.decision, self._replace(renewed, reservation.record.etag))
+        return Reservation(reservation.decision, self._replace(renewed, reservation.record.etag), held)
 
     def mark_sent(
         self,

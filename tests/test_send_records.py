@@ -7,6 +7,7 @@ token every record carries, so a lost answer is never taken for a take-over.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from azure.data.tables import TableClient, TableServiceClient
 
 from m365send.errors import LeaseLost
 from m365send.sendlog import Decision, SendStatus
+from m365send.service_time import ServiceTime
 from m365send.tables import TableSendLog
 from standins.azurite import Azurite
 
@@ -99,3 +101,42 @@ def test_a_write_after_another_attempt_took_the_key_over_still_loses_the_lease(t
         _log(table).renew(first)
     with pytest.raises(LeaseLost):
         _log(table).mark_sent(first, graph_request_id="g", answer={})
+
+
+# --- one clock for every instance: the storage service's ---------------------------------------
+def _skewed(seconds: float) -> ServiceTime:
+    """The service time of an instance whose own wall clock is ``seconds`` off (used before any answer)."""
+    return ServiceTime(fallback=lambda: datetime.now(UTC) + timedelta(seconds=seconds))
+
+
+def test_an_instance_whose_clock_runs_ahead_does_not_take_over_a_live_lease(table: TableClient) -> None:
+    lease = timedelta(seconds=3)
+    holder = TableSendLog(table=table, lease=lease, retention=timedelta(days=1))
+    ahead = TableSendLog(table=table, lease=lease, retention=timedelta(days=1), service_time=_skewed(2.5))
+    holder.reserve("k", "h")
+    time.sleep(1.0)  # by the ahead instance's own clock, the 3 s lease ended 0.5 s ago
+
+    seen = ahead.reserve("k", "h")
+
+    assert seen.decision is Decision.IN_FLIGHT
+
+
+def test_an_instance_whose_clock_runs_behind_still_takes_over_a_lease_that_ended(table: TableClient) -> None:
+    lease = timedelta(seconds=1)
+    TableSendLog(table=table, lease=lease, retention=timedelta(days=1)).reserve("k", "h")
+    behind = TableSendLog(table=table, lease=lease, retention=timedelta(days=1), service_time=_skewed(-30))
+    time.sleep(2.2)
+
+    seen = behind.reserve("k", "h")
+
+    assert seen.decision is Decision.TAKE_OVER
+
+
+def test_a_holder_counts_its_lease_on_the_monotonic_clock_from_the_stores_answer(table: TableClient) -> None:
+    sends = TableSendLog(table=table, lease=timedelta(seconds=60), retention=timedelta(days=1))
+    before = time.monotonic()
+
+    held = sends.reserve("k", "h")
+
+    # At most the lease, less the second an HTTP Date may lag; never more, whatever the wall clock says.
+    assert before + 58 <= held.held_until <= time.monotonic() + 60

@@ -410,3 +410,23 @@ def test_the_lease_renewer_survives_an_unexpected_exception_and_keeps_renewing(
     assert isinstance(first, Sent), first
     assert isinstance(second, Sent), second
     assert calls["n"] >= 3
+
+
+def test_a_holder_stops_when_its_lease_ends_on_the_monotonic_clock_whatever_the_wall_clock_says() -> None:
+    from datetime import UTC, datetime
+
+    from m365send.leases import LeaseRenewer
+    from m365send.sendlog import Decision, Reservation, SendRecord
+
+    ticks = [100.0]
+    far = datetime(2099, 1, 1, tzinfo=UTC)  # as a wall clock stepped back would leave the record
+    record = SendRecord(key="k", status=SendStatus.RESERVED, payload_hash="h", lease_until=far, expires_at=far)
+    renewer = LeaseRenewer(sends=MemorySendLog(), lease=timedelta(seconds=300), clock=lambda: ticks[0])
+    held = renewer.hold(Reservation(Decision.NEW, record, held_until=130.0))
+    held.check()  # 30 s of the lease left
+
+    ticks[0] = 130.0
+
+    with pytest.raises(LeaseLost):
+        held.check()
+    held.release()

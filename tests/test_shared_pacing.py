@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from azure.data.tables import TableClient
 
 from m365send.errors import DependencyUnavailable
 from m365send.pacing import MailboxPacer
+from m365send.service_time import ServiceTime
 from m365send.shared_pacing import (
     ARRIVAL_MARGIN,
     BUCKETS,
@@ -46,6 +48,7 @@ def make_limiter(
     lease_seconds: int = 15,
     max_wait: float = 30.0,
     app_id: str = "app",
+    service_time: ServiceTime | None = None,
 ) -> SharedMailboxLimiter:
     """One instance's limiter over the container and table ``names``, as the worker builds it."""
     return SharedMailboxLimiter.from_connection_string(
@@ -61,6 +64,7 @@ def make_limiter(
         # The worker's own pacer never binds here: the shared limits are what is under test.
         local=MailboxPacer(concurrency=1000, rate=1_000_000, window=window, max_wait=max_wait),
         create_missing=True,
+        service_time=service_time,
     )
 
 
@@ -320,3 +324,28 @@ def test_preparing_with_storage_down_is_a_dependency_error_for_the_warm_up_to_lo
 
     with pytest.raises(DependencyUnavailable):
         limiter.prepare(MAILBOX)
+
+
+def test_an_instance_whose_clock_is_a_window_ahead_neither_overshoots_nor_blocks_the_others(
+    azurite: Azurite, names: str
+) -> None:
+    ahead = ServiceTime(fallback=lambda: datetime.now(UTC) + timedelta(seconds=2.0))
+    instances = [
+        make_limiter(azurite.connection_string, names, rate=5, window=2.0),
+        make_limiter(azurite.connection_string, names, rate=5, window=2.0, service_time=ahead),
+    ]
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def request(n: int) -> None:
+        with instances[n % 2].slot(MAILBOX), lock:
+            starts.append(time.time())
+
+    began = time.time()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(request, range(10)))
+
+    starts.sort()
+    most_in_any_window = max(sum(1 for t in starts if s <= t < s + 2.0) for s in starts)
+    assert most_in_any_window <= 5
+    assert starts[-1] - began < 8.0  # 10 at 5 per 2 s: about one slide of the window, not a stall
