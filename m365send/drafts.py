@@ -87,6 +87,9 @@ def send_through_draft(
             _discard_lost(mail, marker.value + _PARTIAL, ids)
         raise
     draft = created.id
+    if created.attempts > 1:
+        # A retried creation (after a 504, say) may have created a draft on an earlier try as well.
+        _discard_lost(mail, marker.value + (_PARTIAL if partial else ""), ids, keep=draft)
     try:
         if steps:
             for attachment in attachments:
@@ -134,11 +137,11 @@ def _send_draft(mail: DraftMail, draft: str, ids: dict[str, str], *, tagged: boo
         raise OutcomeUnknown("the draft was gone when it was to be sent; another attempt may have sent it") from None
 
 
-def _discard_lost(mail: DraftMail, value: str, ids: dict[str, str]) -> None:
-    """Delete the drafts a failed creation may have left (found by their tag)."""
+def _discard_lost(mail: DraftMail, value: str, ids: dict[str, str], *, keep: str | None = None) -> None:
+    """Delete the drafts a failed (or retried) creation may have left, found by their tag; not ``keep``."""
     try:
         for found in mail.find_tagged(property_id=TAG_PROPERTY_ID, value=value, **ids):
-            if found.is_draft:
+            if found.is_draft and found.id != keep:
                 mail.delete_draft(message_id=found.id, **ids)
                 log.warning("deleted a draft whose creation's answer was lost")
     except M365SendError as error:

@@ -176,12 +176,13 @@ class GraphMailClient:
 
     def create_draft(self, *, mailbox: str, body: bytes, token: str, client_request_id: str) -> CreatedDraft:
         """POST ``/users/{mailbox}/messages`` (needs Mail.ReadWrite); the draft's id and internetMessageId."""
-        response, _ = self._call(
+        response, attempts = self._call(
             "POST", mailbox, "messages", token=token, client_request_id=client_request_id, body=body, drafts=True
         )
         created = response.json()
         message_id = created.get("internetMessageId")
-        return CreatedDraft(str(created["id"]), message_id if isinstance(message_id, str) and message_id else None)
+        internet_message_id = message_id if isinstance(message_id, str) and message_id else None
+        return CreatedDraft(str(created["id"]), internet_message_id, attempts)
 
     def update_draft(self, *, mailbox: str, message_id: str, body: bytes, token: str, client_request_id: str) -> None:
         """PATCH ``/users/{mailbox}/messages/{id}`` (a draft's properties)."""

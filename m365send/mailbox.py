@@ -39,6 +39,7 @@ class CreatedDraft:
 
     id: str
     internet_message_id: str | None = None
+    attempts: int = 1  # more than one: an earlier try may have created a draft of its own
 
 
 @dataclass(frozen=True)
