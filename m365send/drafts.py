@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from m365send.attachments import ResolvedAttachment
-from m365send.errors import M365SendError, MailboxNotFound, OutcomeUnknown
+from m365send.errors import M365SendError, MailboxNotFound, OutcomeUnknown, UploadSessionLost
 from m365send.graph_message import attachment_item, content_base64, encode_json, file_attachment, graph_message
 from m365send.mailbox import DraftMail, GraphReceipt
 from m365send.models import EmailMessage
@@ -96,10 +96,7 @@ def send_through_draft(
                 if guard is not None:
                     guard()
                 if attachment.needs_upload_session:
-                    session = mail.create_upload_session(
-                        message_id=draft, body=encode_json(attachment_item(attachment)), **ids
-                    )
-                    mail.upload(session, attachment.content, guard=guard)
+                    _upload(mail, draft, attachment, ids, guard)
                 else:
                     body = encode_json(file_attachment(attachment, content_base64(attachment)))
                     mail.add_attachment(message_id=draft, body=body, **ids)
@@ -124,6 +121,25 @@ def send_through_draft(
         },
     )
     return replace(receipt, internet_message_id=created.internet_message_id)
+
+
+def _upload(
+    mail: DraftMail,
+    draft: str,
+    attachment: ResolvedAttachment,
+    ids: dict[str, str],
+    guard: Callable[[], None] | None,
+) -> None:
+    """One attachment through an upload session; a session that is lost is cancelled and one fresh session tried."""
+    body = encode_json(attachment_item(attachment))
+    session = mail.create_upload_session(message_id=draft, body=body, **ids)
+    try:
+        mail.upload(session, attachment.content, guard=guard)
+    except UploadSessionLost as error:
+        log.warning("an attachment upload session was lost (%s); starting a new one", error.detail)
+        mail.cancel_upload(session)
+        fresh = mail.create_upload_session(message_id=draft, body=body, **ids)
+        mail.upload(fresh, attachment.content, guard=guard)
 
 
 def _send_draft(mail: DraftMail, draft: str, ids: dict[str, str], *, tagged: bool) -> GraphReceipt:

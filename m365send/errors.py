@@ -25,6 +25,7 @@
     │   │   └── DraftsDenied      403  dead-letter  large attachments need a draft: Mail.ReadWrite is missing
     │   └── MailboxNotFound       404  dead-letter  no such mailbox, or not enabled for REST
     ├── DependencyUnavailable     503  retry        Graph, Entra ID, Key Vault or Storage unreachable or throttling
+    │   └── UploadSessionLost                       an attachment upload session cannot go on: start a new one
     └── OutcomeUnknown            502  retry*       Graph's answer to a send was lost (504, 5xx without Retry-After,
                                                     timeout or reset after the request went out): the email may be out
 
@@ -70,6 +71,7 @@ __all__ = [
     "SendInProgress",
     "SendNotFound",
     "SenderNotAllowed",
+    "UploadSessionLost",
     "outcome_of",
 ]
 
@@ -248,6 +250,10 @@ class DependencyUnavailable(M365SendError):
     def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
         super().__init__(detail, exception="IOException")
         self.retry_after = retry_after
+
+
+class UploadSessionLost(DependencyUnavailable):
+    """An attachment upload session expired or no longer says where it stands: a new session starts over."""
 
 
 class OutcomeUnknown(M365SendError):

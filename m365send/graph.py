@@ -45,6 +45,7 @@ from m365send.errors import (
     PayloadTooLarge,
     RecipientsRejected,
     SendAsDenied,
+    UploadSessionLost,
 )
 from m365send.logcontext import add_log_context
 from m365send.mailbox import CreatedDraft, GraphReceipt, TaggedMessage, UploadSession
@@ -87,6 +88,24 @@ class _Throttled(Exception):
 
 class _Unreachable(Exception):
     pass
+
+
+class _SessionGone(Exception):
+    """The upload URL answered 404: the session completed, or expired."""
+
+
+def _ranges(response: httpx.Response) -> int | None:
+    """The first of ``nextExpectedRanges`` in an answer, if it has them."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not body.get("nextExpectedRanges"):
+        return None
+    try:
+        return _next_offset(body)
+    except (TypeError, ValueError):
+        return None
 
 
 def _next_offset(answer: dict[str, Any]) -> int:
@@ -281,26 +300,27 @@ class GraphMailClient:
         """PUT ``content`` to the session chunk by chunk (multiples of 320 KiB, under 4 MB each).
 
         One chunk is in memory at a time. After a transient failure (throttling, 5xx, a dropped
-        connection or a timeout) the session is asked which bytes it has, and the upload resumes
-        there, within the same attempt and wait budget as every other Graph call. ``guard`` runs
-        before each chunk (the send-once engine stops an upload whose lease was lost).
+        connection or a timeout) the same chunk is sent again from where the session last said it
+        stood (its ``nextExpectedRanges``), within the same attempt and wait budget as every other
+        Graph call; a session that answers it with its own ``nextExpectedRanges`` (the chunk had
+        landed) goes on from there. Outlook documents no GET of an upload URL (OneDrive does), so
+        none is made: a session that cannot say where it stands raises ``UploadSessionLost`` for the
+        caller to start a new one. ``guard`` runs before each chunk (a lost lease stops the upload).
         """
-        offset: int | None = session.next_offset
+        offset = session.next_offset
         sent_to = 0  # end of the last chunk sent, to recognise a session that completed unseen
         failures = 0
         while True:
             if guard is not None:
                 guard()
+            length = min(UPLOAD_CHUNK, content.size - offset)
             try:
-                if offset is None:
-                    offset = self._upload_offset(session.url)
-                    if offset is None:  # the session is gone: it completed (if the last chunk was sent) or expired
-                        if sent_to == content.size:
-                            return
-                        raise DependencyUnavailable("the attachment upload session expired before the upload finished")
-                length = min(UPLOAD_CHUNK, content.size - offset)
                 sent_to = offset + length
                 next_offset = self._put_chunk(session.url, offset, content.read(offset, length), content.size)
+            except _SessionGone:
+                if failures and sent_to == content.size:
+                    return  # the final chunk landed and completed the session; only its answer was lost
+                raise UploadSessionLost("the attachment upload session expired before the upload finished") from None
             except (_Throttled, _Unreachable, httpx.TransportError) as exc:
                 failures += 1
                 retry_after = exc.retry_after if isinstance(exc, _Throttled) else None
@@ -313,11 +333,19 @@ class GraphMailClient:
                 log.warning("attachment upload interrupted; resuming", extra={"failures": failures, "wait": wait})
                 THROTTLING_WAIT.record(wait)
                 self._sleep(wait)
-                offset = None  # ask the session which bytes it has
-                continue
+                continue  # the same chunk again, from the session's last nextExpectedRanges
             if next_offset is None:
                 return
+            if next_offset == offset:  # nothing was taken: do not loop on it
+                raise UploadSessionLost("the attachment upload session did not move past the chunk it was sent")
             offset, failures = next_offset, 0
+
+    def cancel_upload(self, session: UploadSession) -> None:
+        """DELETE the upload URL (Outlook's documented cancel); one already gone counts as cancelled."""
+        try:
+            self._http.delete(session.url)
+        except httpx.TransportError as exc:
+            log.warning("could not cancel an upload session (%s); it expires on its own", type(exc).__name__)
 
     # --- HTTP -----------------------------------------------------------------------------------
     def _call(
@@ -434,27 +462,22 @@ class GraphMailClient:
             response = self._http.put(url, content=iter((data,)), headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise _Unreachable(type(exc).__name__) from None
-        if response.status_code == 201:
+        status = response.status_code
+        if status == 201:
             return None
-        if response.status_code == 200:
+        if status == 200:
             return _next_offset(response.json())
-        if response.status_code in _RETRY_STATUSES or response.status_code >= 500:
+        if status == 404:
+            raise _SessionGone
+        if status == 416:
+            # The session is not where this chunk starts (an earlier answer was lost): it says where it is.
+            ranges = _ranges(response)
+            if ranges is None:
+                raise UploadSessionLost("the attachment upload session did not say which bytes it expects")
+            return ranges
+        if status in _RETRY_STATUSES or status >= 500:
             raise self._throttled(response)
         raise self._rejection(response, drafts=True)
-
-    def _upload_offset(self, url: str) -> int | None:
-        """Ask the session which byte it expects next; None when the session no longer exists."""
-        try:
-            response = self._http.get(url)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise _Unreachable(type(exc).__name__) from None
-        if response.status_code in _RETRY_STATUSES or response.status_code >= 500:
-            raise self._throttled(response)
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise self._rejection(response, drafts=True)
-        return _next_offset(response.json())
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

@@ -99,7 +99,14 @@ class DraftMail(MailboxSearch, Protocol):
         ...
 
     def upload(self, session: UploadSession, content: Content, *, guard: Callable[[], None] | None = None) -> None:
-        """Stream the file into the session; ``guard`` runs before each chunk and may stop the upload."""
+        """Stream the file into the session; ``guard`` runs before each chunk and may stop the upload.
+
+        ``UploadSessionLost`` when the session cannot go on (the caller starts a new one).
+        """
+        ...
+
+    def cancel_upload(self, session: UploadSession) -> None:
+        """Cancel an upload session that will not be finished."""
         ...
 
     def send_draft(self, *, mailbox: str, message_id: str, token: str, client_request_id: str) -> GraphReceipt:

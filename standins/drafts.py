@@ -241,7 +241,7 @@ class DraftStore:
 
     # --- Outlook: the pre-authenticated upload URL ---------------------------------------------
     def handle_upload(self, request: Request, session_id: str) -> Reply:
-        """PUT a chunk, GET the session's state, or DELETE the session."""
+        """PUT a chunk, or DELETE (cancel) the session."""
         if request.header("authorization"):
             return graph_error(
                 401, "InvalidAuthenticationToken", "The upload URL is pre-authenticated: send no Authorization."
@@ -251,15 +251,15 @@ class DraftStore:
             return graph_error(404, "ErrorItemNotFound", "The upload session was not found or has expired.")
         if request.query.get("authtoken") != [session.token]:
             return graph_error(401, "InvalidAuthenticationToken", "The upload URL's token is not valid.")
-        if request.method == "GET":
-            return json_reply(200, session.status())
         if request.method == "DELETE":
             with self._lock:
                 self._sessions.pop(session.id, None)
             session.path.unlink(missing_ok=True)
             return Reply(204)
         if request.method != "PUT":
-            return graph_error(405, "ErrorInvalidRequest", "Use PUT, GET or DELETE on an upload URL.")
+            # Outlook documents PUT (with nextExpectedRanges in its answers) and DELETE on an upload URL;
+            # a GET of the session's state is documented for OneDrive only, so this stand-in has none.
+            return graph_error(405, "ErrorInvalidRequest", "Use PUT or DELETE on an upload URL.")
         return self._put(request, session)
 
     def _put(self, request: Request, session: _Session) -> Reply:

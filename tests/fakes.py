@@ -82,6 +82,9 @@ class FakeMail:
             guard()
         self.uploaded[session.url] = content.read(0, content.size)
 
+    def cancel_upload(self, session: UploadSession) -> None:
+        self._call("cancel_upload")
+
     def send_draft(self, *, mailbox: str, message_id: str, token: str, client_request_id: str) -> GraphReceipt:
         self._call("send_draft")
         draft = self.drafts.pop(message_id, None)

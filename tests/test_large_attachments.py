@@ -152,8 +152,8 @@ def test_a_chunk_failing_once_is_resumed_and_the_file_arrives_intact(
 
     assert answer.status == 202
     assert cloud.graph.sent[0].attachments[0].data() == data
-    assert cloud.graph.drafts.puts == 4 + (0 if commit else 1)  # 4 chunks, plus the one sent again
-    assert cloud.graph.requests["upload"] == cloud.graph.drafts.puts + 1  # and one GET of the session's state
+    assert cloud.graph.drafts.puts == 5  # 4 chunks, plus the one sent again (refused with 416 if it had landed)
+    assert cloud.graph.requests["upload"] == cloud.graph.drafts.puts  # PUTs only: no GET of the session
 
 
 def test_a_draft_whose_send_fails_is_deleted_and_nothing_is_sent(

@@ -430,3 +430,27 @@ def test_a_holder_stops_when_its_lease_ends_on_the_monotonic_clock_whatever_the_
     with pytest.raises(LeaseLost):
         held.check()
     held.release()
+
+
+def test_an_upload_session_that_is_lost_is_cancelled_and_one_fresh_session_carries_the_file(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    from m365send.errors import UploadSessionLost
+
+    seed_message["Attachments"] = [{"Name": "big.bin", "ContentBytes": base64.b64encode(b"L" * (4 * MB)).decode()}]
+    real_upload = standard.mail.upload
+    lost = [UploadSessionLost("the session expired")]
+
+    def upload(session: Any, content: Any, *, guard: Any = None) -> None:
+        if lost:
+            raise lost.pop()
+        real_upload(session, content, guard=guard)
+
+    standard.mail.upload = upload  # type: ignore[method-assign]
+
+    outcome = standard.engine.handle(standard.command(seed_message))
+
+    assert isinstance(outcome, Sent)
+    calls = [c for c in standard.mail.calls if "upload" in c]
+    assert calls == ["create_upload_session", "cancel_upload", "create_upload_session", "upload"]
+    assert standard.deliveries() == 1
