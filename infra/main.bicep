@@ -280,6 +280,7 @@ module function 'app/function.bicep' = {
       M365_SEND_TABLE: sendTableName
       M365_SEND_LEASE_SECONDS: string(sendLeaseSeconds)
       M365_DELIVERY_MODE: deliveryMode
+      M365_DRAFT_SETTLE_SECONDS: '60'
       M365_IDEMPOTENCY_HOURS: string(idempotencyHours)
       M365_QUEUE_MAX_ATTEMPTS: string(queueMaxAttempts)
       M365_QUEUE_RETRY_BASE_SECONDS: string(queueRetryBaseSeconds)

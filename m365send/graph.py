@@ -370,6 +370,9 @@ class GraphMailClient:
             "Authorization": f"Bearer {token}",
             "client-request-id": client_request_id,
             "return-client-request-id": "true",
+            # Ids that survive a move between folders: verified delivery finds a draft by its tag and
+            # sends it by id, and Exchange moves a sent draft to Sent Items (ids change without this).
+            "Prefer": 'IdType="ImmutableId"',
         }
         if body is not None:
             headers["Content-Type"] = "application/json"

@@ -105,6 +105,9 @@ class SendRecord:
     # The attempt that holds the record: only it writes with this token, so a write that meets a
     # changed record carrying its own token met its own earlier write (an answer lost and retried).
     holder: str = ""
+    # The latest moment an attempt's send request may have reached Graph (verified delivery waits a
+    # while after it before it sends a draft it finds: Exchange sends asynchronously).
+    maybe_sent_at: datetime | None = None
 
     # What each step of a send makes of the record, the same for every store (each store writes the
     # result only if the record it holds is still the stored one).
@@ -154,9 +157,13 @@ class SendRecord:
             expires_at=max(self.expires_at, send_at + retention),
         )
 
-    def unknown(self, *, now: datetime) -> SendRecord:
-        """Graph's answer was lost; the lease ends now, so the next attempt need not wait."""
-        return replace(self, status=SendStatus.UNKNOWN, lease_until=now)
+    def unknown(self, *, now: datetime, may_have_sent: bool = True) -> SendRecord:
+        """Graph's answer was lost; the lease ends now, so the next attempt need not wait.
+
+        ``may_have_sent``: this attempt's own send request may have reached Graph just now.
+        """
+        sent_at = now if may_have_sent else self.maybe_sent_at
+        return replace(self, status=SendStatus.UNKNOWN, lease_until=now, maybe_sent_at=sent_at)
 
     def pending(self, *, now: datetime) -> SendRecord:
         """Graph certainly did not take the message; the lease ends now, for a later attempt."""
@@ -192,12 +199,16 @@ def successor(existing: SendRecord | None, fresh: SendRecord, decision: Decision
     if existing is None or existing.expires_at <= now:
         return fresh
     retried = decision is Decision.TAKE_OVER or existing.status is SendStatus.PENDING
+    maybe_sent_at = existing.maybe_sent_at
+    if existing.status is SendStatus.RESERVED:  # its holder stopped: it may have sent until its lease ended
+        maybe_sent_at = max(maybe_sent_at or existing.lease_until, existing.lease_until)
     return replace(
         fresh,
         attempts=existing.attempts + 1 if retried else existing.attempts,
         created_at=existing.created_at or fresh.created_at,
         send_at=existing.send_at,
         expires_at=max(fresh.expires_at, existing.expires_at),
+        maybe_sent_at=maybe_sent_at,
     )
 
 
@@ -212,6 +223,13 @@ class Reservation:
     decision: Decision
     record: SendRecord
     held_until: float = 0.0
+    decided_at: datetime | None = None  # the store's time when it decided
+
+    def since_maybe_sent(self) -> timedelta | None:
+        """How long ago, on the store's clock, an earlier attempt's send may last have reached Graph."""
+        if self.decided_at is None or self.record.maybe_sent_at is None:
+            return None
+        return self.decided_at - self.record.maybe_sent_at
 
     def lease_left(self, now: datetime) -> timedelta:
         """How long the current holder's lease still runs."""
@@ -256,8 +274,11 @@ class SendLog(Protocol):
         """The send failed permanently: the key is done, with this problem."""
         ...
 
-    def mark_unknown(self, reservation: Reservation) -> None:
-        """Graph may or may not have the message: the next attempt must find out (or flag its resend)."""
+    def mark_unknown(self, reservation: Reservation, *, may_have_sent: bool = True) -> None:
+        """Graph may or may not have the message: the next attempt must find out (or flag its resend).
+
+        ``may_have_sent``: this attempt itself may have just asked Graph to send it.
+        """
         ...
 
     def release(self, reservation: Reservation) -> None:

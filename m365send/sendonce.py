@@ -208,10 +208,12 @@ class SendOnce:
         mode: DeliveryMode = DeliveryMode.STANDARD,
         lease: timedelta = timedelta(minutes=5),
         record_wait: float = 0.2,
+        draft_settle: timedelta = timedelta(seconds=60),
     ) -> None:
         self._service = service
         self._sends = sends
         self._mode = mode
+        self._draft_settle = draft_settle
         self._leases = LeaseRenewer(sends=sends, lease=lease) if sends is not None else None
         self._record_wait = record_wait
 
@@ -332,7 +334,7 @@ class SendOnce:
         try:
             found = self._service.find_tagged(command.request, tag)
         except M365SendError as error:
-            self._write_unknown(held)  # still unknown: the next attempt asks again
+            self._write_unknown(held, may_have_sent=False)  # still unknown: the next attempt asks again
             return Failed(error)
         sent = [m for m in found if not m.is_draft]
         drafts = [m for m in found if m.is_draft]
@@ -347,6 +349,18 @@ class SendOnce:
             )
             return self._record_sent(command, held, outcome)
         if drafts:
+            settling = self._settling(held.current)
+            if settling > 0:
+                # Exchange sends asynchronously: a draft whose /send went out moments ago can still look
+                # like a draft. Sending it again now could deliver it twice; after a while, it is unsent.
+                self._write_unknown(held, may_have_sent=False)
+                return Failed(
+                    SendInProgress(
+                        f"an earlier attempt may have sent the email with idempotency key '{command.key}' moments "
+                        "ago and the mailbox may not show it yet; asking the mailbox again shortly",
+                        retry_after=settling,
+                    )
+                )
             self._discard(command, drafts[1:])
             return self._send_found_draft(command, held, drafts[0])
         return self._send(command, held, possible_duplicate=False)
@@ -422,10 +436,15 @@ class SendOnce:
         except M365SendError as error:
             log.warning("could not record a permanent failure: %s", error.detail)
 
-    def _write_unknown(self, held: HeldLease) -> None:
+    def _settling(self, reservation: Reservation) -> float:
+        """Seconds to wait before a found draft may be taken for unsent (0: it may be sent now)."""
+        since = reservation.since_maybe_sent()
+        return 0.0 if since is None else max((self._draft_settle - since).total_seconds(), 0.0)
+
+    def _write_unknown(self, held: HeldLease, *, may_have_sent: bool = True) -> None:
         reservation = held.release()
         try:
-            self._sends_or_fail().mark_unknown(reservation)
+            self._sends_or_fail().mark_unknown(reservation, may_have_sent=may_have_sent)
         except M365SendError as error:
             # The lease still ends on its own, and the next attempt then treats the key the same way.
             log.warning("could not record an unknown outcome: %s", error.detail)

@@ -9,11 +9,13 @@ tightest such lower bound and advances it with this process's monotonic clock:
 
 - a taker that sees ``now() >= lease_until`` knows the lease has truly ended (a lower bound never
   runs ahead of the service);
-- a holder counts its own lease from the monotonic moment it sent the write, less the second that
-  ``Date`` may lag (``held_until``), so it stops before any taker may start.
+- a holder stamps its lease from an upper bound of the service's time (a request's departure and
+  its answer's Date plus the second a Date may lag: ``latest``) and counts it down on its monotonic
+  clock from that same bound (``held_until``), so it stops before any taker may start, and a loose
+  bound makes takers wait a little longer rather than holders stop early.
 
-Before its first answer an instance has no estimate and uses its wall clock; ``lease_until`` values
-written then only ever make takers wait longer, never less.
+Before its first answer an instance has no bounds: the send records ask once before their first
+lease, and the pacing window uses the wall clock until the first answer.
 """
 
 from __future__ import annotations
@@ -36,16 +38,27 @@ def _wall() -> datetime:
 
 
 class ServiceTime:
-    """A lower bound of the storage service's time; ``observe`` is the storage clients' ``raw_response_hook``."""
+    """Bounds on the storage service's time; ``observe_request`` and ``observe`` are its clients' hooks.
+
+    Each answer bounds the service's time from both sides: it was at least the answer's Date when
+    the answer arrived, and at most Date plus a second when the request left. The lower bound is
+    what a taker judges by; the upper bound is what a holder counts its lease down by. Both tighten
+    as answers come in (the second of a Date's resolution shrinks to about one round trip).
+    """
 
     def __init__(
         self, *, monotonic: Callable[[], float] = time.monotonic, fallback: Callable[[], datetime] = _wall
     ) -> None:
         self._monotonic = monotonic
         self._fallback = fallback
-        self._base: float | None = None  # service epoch seconds minus monotonic seconds, the largest seen
+        self._low: float | None = None  # service epoch seconds minus monotonic seconds: at least this
+        self._high: float | None = None  # ... and at most this
         self._lock = threading.Lock()
-        self._local = threading.local()  # the Date of the last answer this thread received
+        self._local = threading.local()  # when this thread's request left
+
+    def observe_request(self, request: Any = None) -> None:
+        """A request is leaving (azure-core's ``raw_request_hook``)."""
+        self._local.sent = self._monotonic()
 
     def observe(self, response: Any) -> None:
         """Learn from one answer (an azure-core ``PipelineResponse``); answers without a Date teach nothing."""
@@ -57,42 +70,52 @@ class ServiceTime:
             date = parsedate_to_datetime(stamp).timestamp()
         except (TypeError, ValueError):
             return
-        self.learn(date)
+        self.learn(date, sent=getattr(self._local, "sent", None))
 
-    def learn(self, date: float) -> None:
-        """The service's time was at least ``date`` (epoch seconds) now."""
-        base = date - self._monotonic()
+    def learn(self, date: float, *, sent: float | None = None) -> None:
+        """An answer dated ``date`` (epoch seconds) arrived now, for a request that left at ``sent`` (monotonic)."""
+        low = date - self._monotonic()
+        high = date + DATE_RESOLUTION - sent if sent is not None else None
         with self._lock:
-            self._base = base if self._base is None else max(self._base, base)
-        self._local.date = date
+            self._low = low if self._low is None else max(self._low, low)
+            if high is not None:
+                self._high = high if self._high is None else min(self._high, high)
+
+    def hooks(self) -> dict[str, Any]:
+        """The keyword arguments that make an azure-core call teach this clock."""
+        return {"raw_request_hook": self.observe_request, "raw_response_hook": self.observe}
 
     def now(self) -> datetime:
         """The service's time, never ahead of it (the wall clock until the first answer)."""
         with self._lock:
-            base = self._base
-        if base is None:
+            low = self._low
+        if low is None:
             return self._fallback()
-        return datetime.fromtimestamp(base + self._monotonic(), UTC)
+        return datetime.fromtimestamp(low + self._monotonic(), UTC)
 
     def timestamp(self) -> float:
         """``now()`` in epoch seconds."""
         return self.now().timestamp()
 
-    def forget_last(self) -> None:
-        """Before a request whose own answer's Date is wanted (``last_date``)."""
-        self._local.date = None
+    @property
+    def bounded(self) -> bool:
+        """Whether an answer has bounded the service's time from above yet."""
+        with self._lock:
+            return self._high is not None
 
-    def last_date(self) -> float | None:
-        """The Date of the last answer this thread received since ``forget_last``, if any."""
-        date: float | None = getattr(self._local, "date", None)
-        return date
+    def latest(self) -> datetime:
+        """The latest the service's time may be now (the wall clock until an answer bounds it)."""
+        with self._lock:
+            high = self._high
+        if high is None:
+            return self._fallback()
+        return datetime.fromtimestamp(high + self._monotonic(), UTC)
 
-    def held_until(self, *, sent_at: float, lease_until: datetime) -> float:
-        """The monotonic moment a lease written at ``sent_at`` (monotonic) surely still holds until.
+    def held_until(self, lease_until: datetime) -> float | None:
+        """The monotonic moment the service's time may reach ``lease_until``: until then a lease surely holds.
 
-        Taken from the write's own answer: the service's time when the write was sent was at most
-        that answer's Date plus its resolution, so the lease runs at least ``lease_until`` minus that.
+        None before an answer bounds the service's time.
         """
-        date = self.last_date()
-        started = date + DATE_RESOLUTION if date is not None else self.now().timestamp()
-        return sent_at + (lease_until.timestamp() - started)
+        with self._lock:
+            high = self._high
+        return None if high is None else lease_until.timestamp() - high

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
         default="emailsends", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", validation_alias="M365_SEND_TABLE"
     )
     send_lease_seconds: float = Field(default=300.0, gt=0, validation_alias="M365_SEND_LEASE_SECONDS")
+    # Verified delivery: how long after an attempt's send may have reached Graph a draft it finds is
+    # still taken for "on its way" (Exchange sends asynchronously) rather than sent again.
+    draft_settle_seconds: float = Field(default=60.0, ge=0, le=600, validation_alias="M365_DRAFT_SETTLE_SECONDS")
     # standard: at most once per key, a lost Graph answer resent flagged; verified: drafts tagged with the
     # key and looked up before any resend (exactly once; needs Mail.ReadWrite).
     delivery_mode: Literal["standard", "verified"] = Field(default="standard", validation_alias="M365_DELIVERY_MODE")

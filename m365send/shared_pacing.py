@@ -166,7 +166,7 @@ class SharedMailboxLimiter:
         self._create_missing = create_missing
         # The window is judged on Table storage's clock, which every instance shares (``clock``: tests).
         self._time = service_time or ServiceTime()
-        self._hook: dict[str, Any] = {"raw_response_hook": self._time.observe}
+        self._hook: dict[str, Any] = self._time.hooks()
         self._clock = clock or self._time.timestamp
         self._sleep = sleep
         self._lock = threading.Lock()

@@ -65,6 +65,7 @@ def _entity(record: SendRecord) -> dict[str, Any]:
         "GraphRequestId": record.graph_request_id or "",
         "InternetMessageId": record.internet_message_id or "",
         "Holder": record.holder,
+        **({"MaybeSentAt": record.maybe_sent_at} if record.maybe_sent_at else {}),
         # Table storage has no null: an absent time is simply not written.
         **({"CreatedAt": record.created_at} if record.created_at else {}),
         **({"UpdatedAt": record.updated_at} if record.updated_at else {}),
@@ -89,6 +90,7 @@ def _record(entity: Any) -> SendRecord:
         send_at=entity.get("SendAt"),
         internet_message_id=entity.get("InternetMessageId") or None,
         holder=entity.get("Holder", ""),
+        maybe_sent_at=entity.get("MaybeSentAt"),
     )
 
 
@@ -114,10 +116,13 @@ class TableSendLog:
         self._lease = lease
         self._retention = retention
         # Leases are judged on Table storage's clock, learnt from every answer's Date (``clock``: tests).
+        # Takers decide by its lower bound; holders stamp their leases by its upper bound.
         self._time = service_time or ServiceTime(monotonic=monotonic)
+        self._given_clock = clock
         self._clock = clock or self._time.now
+        self._stamp = clock or self._time.latest
         self._monotonic = monotonic
-        self._hook: dict[str, Any] = {"raw_response_hook": self._time.observe}
+        self._hook: dict[str, Any] = self._time.hooks()
 
     def get(self, key: str) -> SendRecord | None:
         """The record of ``key``, if any."""
@@ -127,19 +132,17 @@ class TableSendLog:
             except ResourceNotFoundError:
                 return None
 
-    def _sending(self) -> float:
-        """The monotonic moment a write is sent (and its answer's Date is what counts from now)."""
-        self._time.forget_last()
-        return self._monotonic()
-
-    def _held(self, record: SendRecord, sent_at: float) -> float:
-        return self._time.held_until(sent_at=sent_at, lease_until=record.lease_until)
+    def _held(self, record: SendRecord, stamped_at: float) -> float:
+        """Until when (monotonic) the holder of ``record``, stamped at ``stamped_at``, surely holds it."""
+        held = None if self._given_clock else self._time.held_until(record.lease_until)
+        return stamped_at + self._lease.total_seconds() if held is None else held
 
     def reserve(self, key: str, payload_hash: str) -> Reservation:
         """Create the key's record, or decide on the one that exists (see ``m365send.sendlog``)."""
-        sent_at = self._sending()
-        now = self._clock()
-        fresh = SendRecord.reserved(key, payload_hash, now=now, lease=self._lease, retention=self._retention)
+        if self._given_clock is None and not self._time.bounded:
+            self.get(key)  # a worker's first lease: learn the store's clock before stamping one
+        sent_at = self._monotonic()
+        fresh = SendRecord.reserved(key, payload_hash, now=self._stamp(), lease=self._lease, retention=self._retention)
         with _storage_errors():
             try:
                 created = self._table.create_entity(_entity(fresh), **_NO_BLIND_RETRY, **self._hook)
@@ -155,17 +158,18 @@ class TableSendLog:
             now = self._clock()
             decision = decide(existing, payload_hash, now)
             if not decision.sends:
-                return Reservation(decision, existing)
+                return Reservation(decision, existing, decided_at=now)
             # The engine decides whether a take-over's send is a possible duplicate (verified delivery may show not).
-            fresh = SendRecord.reserved(key, payload_hash, now=now, lease=self._lease, retention=self._retention)
-            taken = successor(existing, fresh, decision, now)
-            sent_at = self._sending()
+            sent_at = self._monotonic()
+            stamp = self._stamp()
+            fresh = SendRecord.reserved(key, payload_hash, now=stamp, lease=self._lease, retention=self._retention)
+            taken = successor(existing, fresh, decision, stamp)
             try:
                 etag = self._write(taken, existing.etag)
             except LeaseLost:
                 # Another worker took the key between our read and write: it holds the lease now.
                 return Reservation(Decision.IN_FLIGHT, replace(existing, lease_until=now + self._lease))
-            return Reservation(decision, replace(taken, etag=etag), self._held(taken, sent_at))
+            return Reservation(decision, replace(taken, etag=etag), self._held(taken, sent_at), decided_at=now)
 
     def _write(self, record: SendRecord, etag: str | None) -> str | None:
         """Write ``record`` if the stored one is still ``etag``, or was last written by ``record``'s holder.
@@ -195,12 +199,12 @@ class TableSendLog:
 
     def _replace(self, record: SendRecord, etag: str | None) -> str | None:
         """Write ``record`` (stamped now) if this attempt still holds it; the new etag. ``LeaseLost`` otherwise."""
-        return self._write(replace(record, updated_at=self._clock()), etag)
+        return self._write(replace(record, updated_at=self._stamp()), etag)
 
     def renew(self, reservation: Reservation) -> Reservation:
         """Extend the lease from now; the reservation with the record's new etag."""
-        sent_at = self._sending()
-        renewed = reservation.record.renewed(now=self._clock(), lease=self._lease)
+        sent_at = self._monotonic()
+        renewed = reservation.record.renewed(now=self._stamp(), lease=self._lease)
         etag = self._replace(renewed, reservation.record.etag)
         return Reservation(reservation.decision, replace(renewed, etag=etag), self._held(renewed, sent_at))
 
@@ -224,17 +228,18 @@ class TableSendLog:
 
     def mark_scheduled(self, reservation: Reservation, *, send_at: datetime) -> None:
         """Record that the message waits for ``send_at``; the record lives until ``send_at`` plus the window."""
-        record = reservation.record.scheduled(send_at=send_at, now=self._clock(), retention=self._retention)
+        record = reservation.record.scheduled(send_at=send_at, now=self._stamp(), retention=self._retention)
         self._replace(record, reservation.record.etag)
 
-    def mark_unknown(self, reservation: Reservation) -> None:
+    def mark_unknown(self, reservation: Reservation, *, may_have_sent: bool = True) -> None:
         """Record that Graph's answer was lost; the lease ends now, so the next attempt need not wait."""
-        self._replace(reservation.record.unknown(now=self._clock()), reservation.record.etag)
+        record = reservation.record.unknown(now=self._stamp(), may_have_sent=may_have_sent)
+        self._replace(record, reservation.record.etag)
 
     def release(self, reservation: Reservation) -> None:
         """Mark the key pending (its lease ended), unless another attempt has taken it since."""
         try:
-            self._replace(reservation.record.pending(now=self._clock()), reservation.record.etag)
+            self._replace(reservation.record.pending(now=self._stamp()), reservation.record.etag)
         except LeaseLost:
             pass
         except DependencyUnavailable as error:

@@ -356,6 +356,7 @@ def build_engine(settings: Settings, service: EmailService, storage: Storage | N
         sends=storage.sends if storage is not None else None,
         mode=DeliveryMode(settings.delivery_mode),
         lease=timedelta(seconds=settings.send_lease_seconds),
+        draft_settle=timedelta(seconds=settings.draft_settle_seconds),
     )
 
 

@@ -16,6 +16,7 @@ import hashlib
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,8 @@ class Draft:
     app_id: str
     message: dict[str, Any]
     attachments: list[ReceivedAttachment] = field(default_factory=list)
+    # Sent, but Exchange has not moved it to Sent Items yet (monotonic time it leaves Drafts).
+    submitted_until: float | None = None
 
     @property
     def internet_message_id(self) -> str:
@@ -156,8 +159,16 @@ class DraftStore:
 
     def find(self, draft_id: str, mailbox_upn: str) -> Draft | None:
         """The mailbox's draft with that id."""
+        self.settle()
         draft = self.drafts.get(draft_id)
         return draft if draft and draft.mailbox_upn == mailbox_upn else None
+
+    def settle(self) -> None:
+        """Drafts whose asynchronous send has finished leave Drafts (they are in Sent Items by now)."""
+        now = time.monotonic()
+        with self._lock:
+            for gone in [d for d in self.drafts.values() if d.submitted_until is not None and d.submitted_until <= now]:
+                self.drafts.pop(gone.id, None)
 
     def attach(self, draft: Draft, attachment: dict[str, Any]) -> Reply:
         """``POST .../attachments`` with a checked ``fileAttachment``: 201."""
@@ -234,10 +245,13 @@ class DraftStore:
             attachment.path.unlink(missing_ok=True)
         return Reply(204)
 
-    def take(self, draft: Draft) -> None:
-        """The draft was sent: it leaves the drafts (its attachments stay for the tests to read)."""
+    def take(self, draft: Draft, *, after: float = 0.0) -> None:
+        """The draft was sent: it leaves the drafts ``after`` seconds on (its attachments stay for the tests)."""
         with self._lock:
-            self.drafts.pop(draft.id, None)
+            if after <= 0:
+                self.drafts.pop(draft.id, None)
+            else:
+                draft.submitted_until = time.monotonic() + after
 
     # --- Outlook: the pre-authenticated upload URL ---------------------------------------------
     def handle_upload(self, request: Request, session_id: str) -> Reply:

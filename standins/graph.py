@@ -99,6 +99,7 @@ class SentMail:
     via_draft: bool = False
     id: str = field(default_factory=lambda: "AAMkAD" + uuid.uuid4().hex)
     sender: str = ""  # who Exchange says sent it: the mailbox when it sent on behalf of from, else from
+    in_sent_items_from: float = 0.0  # monotonic time Exchange has moved it to Sent Items (send_delay)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,11 @@ class GraphStandIn:
         self.requests: Counter[str] = Counter()
         self.faults: deque[Fault] = deque()
         self.latency = 0.0
+        # Exchange sends asynchronously: for this long after a draft's /send it is still a draft (and a
+        # second /send delivers it again) before it shows in Sent Items. 0: at once.
+        self.send_delay = 0.0
+        # Mail requests made without ``Prefer: IdType="ImmutableId"`` (ids then change when items move).
+        self.without_immutable_ids = 0
         # Graph's per-mailbox limits (per app): concurrent requests, and requests per window.
         self.mailbox_concurrency: int | None = None
         self.mailbox_rate: tuple[int, float] | None = None  # (requests, seconds)
@@ -296,6 +302,9 @@ class GraphStandIn:
         roles = _ROUTES.get(route)
         if roles is None:
             return graph_error(400, "BadRequest", f"Resource not found for the segment '{parts[-1]}'.")
+        if 'IdType="ImmutableId"' not in (request.header("prefer") or ""):
+            with self._lock:
+                self.without_immutable_ids += 1
         authorization = request.header("authorization") or ""
         if not authorization.startswith("Bearer "):
             return graph_error(401, "InvalidAuthenticationToken", "Access token is empty.")
@@ -392,7 +401,7 @@ class GraphStandIn:
                 "ErrorMessageSizeExceeded",
                 f"The message exceeds the maximum supported size of {self.max_message_size} bytes.",
             )
-        self.drafts.take(draft)
+        self.drafts.take(draft, after=self.send_delay)
         with self._lock:
             self.sent.append(
                 SentMail(
@@ -405,6 +414,7 @@ class GraphStandIn:
                     via_draft=True,
                     id=draft.id,
                     sender=sender,
+                    in_sent_items_from=time.monotonic() + self.send_delay,
                 )
             )
         return Reply(202)
@@ -425,9 +435,18 @@ class GraphStandIn:
                 for p in message.get("singleValueExtendedProperties", [])
             )
 
+        self.drafts.settle()
+        now = time.monotonic()
         with self._lock:
             drafts = [d for d in self.drafts.drafts.values() if d.mailbox_upn == mailbox.upn and tagged(d.message)]
-            sent = [m for m in self.sent if m.mailbox == mailbox.upn and m.save_to_sent_items and tagged(m.message)]
+            sent = [
+                m
+                for m in self.sent
+                if m.mailbox == mailbox.upn
+                and m.save_to_sent_items
+                and tagged(m.message)
+                and m.in_sent_items_from <= now
+            ]
         found = [{"id": d.id, "isDraft": True, "internetMessageId": None} for d in drafts] + [
             {"id": m.id, "isDraft": False, "internetMessageId": f"<{m.id}@{mailbox.upn.split('@')[-1]}>"} for m in sent
         ]

@@ -159,10 +159,11 @@ class MemorySendLog:
             decision = decide(existing, payload_hash, now)
             if not decision.sends:
                 assert existing is not None
-                return Reservation(decision, existing)
+                return Reservation(decision, existing, decided_at=now)
             fresh = SendRecord.reserved(key, payload_hash, now=now, lease=self.lease, retention=RETENTION)
             held = time.monotonic() + self.lease.total_seconds()
-            return Reservation(decision, self._stamp(successor(existing, fresh, decision, now)), held)
+            taken = self._stamp(successor(existing, fresh, decision, now))
+            return Reservation(decision, taken, held, decided_at=now)
 
     def _replace(self, record: SendRecord, etag: str | None) -> SendRecord:
         with self._lock:
@@ -199,9 +200,10 @@ class MemorySendLog:
         self._maybe_fail("mark_failed")
         self._replace(reservation.record.failed(answer=answer), reservation.record.etag)
 
-    def mark_unknown(self, reservation: Reservation) -> None:
+    def mark_unknown(self, reservation: Reservation, *, may_have_sent: bool = True) -> None:
         self._maybe_fail("mark_unknown")
-        self._replace(reservation.record.unknown(now=datetime.now(UTC)), reservation.record.etag)
+        record = reservation.record.unknown(now=datetime.now(UTC), may_have_sent=may_have_sent)
+        self._replace(record, reservation.record.etag)
 
     def release(self, reservation: Reservation) -> None:
         with contextlib.suppress(LeaseLost):

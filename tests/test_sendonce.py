@@ -36,14 +36,19 @@ class Crash(BaseException):
 
 
 class Parts:
-    def __init__(self, mode: DeliveryMode = DeliveryMode.STANDARD, lease: float = 300.0) -> None:
+    def __init__(self, mode: DeliveryMode = DeliveryMode.STANDARD, lease: float = 300.0, settle: float = 0.0) -> None:
         self.mail = FakeMail()
         self.sends = MemorySendLog(lease=timedelta(seconds=lease))
         self.service = EmailService(
             tokens=FakeTokens(), mail=self.mail, default_sender="notifications@contoso.com", allowed_senders=[]
         )
         self.engine = SendOnce(
-            service=self.service, sends=self.sends, mode=mode, lease=timedelta(seconds=lease), record_wait=0.001
+            service=self.service,
+            sends=self.sends,
+            mode=mode,
+            lease=timedelta(seconds=lease),
+            record_wait=0.001,
+            draft_settle=timedelta(seconds=settle),  # its own tests below set it
         )
 
     def command(self, message: dict[str, Any], key: str | None = "k", scope: Scope = Scope.HTTP) -> SendCommand:
@@ -454,3 +459,40 @@ def test_an_upload_session_that_is_lost_is_cancelled_and_one_fresh_session_carri
     calls = [c for c in standard.mail.calls if "upload" in c]
     assert calls == ["create_upload_session", "cancel_upload", "create_upload_session", "upload"]
     assert standard.deliveries() == 1
+
+
+def test_verified_delivery_does_not_send_a_found_draft_while_an_earlier_send_may_still_be_under_way(
+    seed_message: dict[str, Any],
+) -> None:
+    parts = Parts(DeliveryMode.VERIFIED, settle=0.4)
+    parts.mail.fail["send_draft"] = OutcomeUnknown("timeout")  # the /send went out; Exchange still shows a draft
+    parts.engine.handle(parts.command(seed_message))
+    del parts.mail.fail["send_draft"]
+
+    soon = parts.engine.handle(parts.command(seed_message))
+    time.sleep(0.5)
+    later = parts.engine.handle(parts.command(seed_message))
+
+    assert isinstance(soon, Failed)
+    assert isinstance(soon.error, SendInProgress)
+    assert 0 < (soon.retry_after or 0) <= 0.4
+    assert isinstance(later, Sent)  # still a draft after the settle time: it was never sent, send it now
+    assert parts.deliveries() == 1
+
+
+def test_a_settle_wait_is_counted_from_the_earlier_send_not_from_the_last_look(seed_message: dict[str, Any]) -> None:
+    parts = Parts(DeliveryMode.VERIFIED, settle=0.6)
+    parts.mail.fail["send_draft"] = OutcomeUnknown("timeout")
+    parts.engine.handle(parts.command(seed_message))
+    del parts.mail.fail["send_draft"]
+
+    started, waits = time.monotonic(), 0
+    outcome = parts.engine.handle(parts.command(seed_message))
+    while not isinstance(outcome, Sent) and time.monotonic() - started < 3:
+        waits += 1
+        time.sleep(0.25)  # each look comes before the wait is over
+        outcome = parts.engine.handle(parts.command(seed_message))
+
+    assert isinstance(outcome, Sent)  # looking again did not restart the wait
+    assert time.monotonic() - started < 1.2
+    assert waits >= 2
