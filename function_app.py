@@ -113,9 +113,10 @@ def health_check(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("purge")
 @app.timer_trigger(arg_name="timer", schedule="0 30 3 * * *", run_on_startup=False)
 def purge(timer: func.TimerRequest) -> None:
-    """Daily at 03:30 UTC: delete send records whose idempotency window (M365_IDEMPOTENCY_HOURS) has passed."""
-    deleted = current_worker().sends().purge_expired()
-    log.info("purged %d expired send records", deleted)
+    """Daily at 03:30 UTC: delete send records and dead letters older than the idempotency window
+    (M365_IDEMPOTENCY_HOURS)."""
+    records, letters = current_worker().purge()
+    log.info("purged %d expired send records and %d dead letters", records, letters)
 
 
 @app.function_name("warmup")

@@ -35,6 +35,7 @@ __all__ = ["DeadLetter", "TableDeadLetters", "TableSendLog"]
 
 log = logging.getLogger(__name__)
 _DEAD_LETTER_PARTITION = "deadletter"
+_INDEX_PARTITION = "deadletter-key"
 # Conditional writes are never retried blindly by the SDK: a retry after a lost answer meets its own
 # write, which ``_write`` recognises by its holder token; the callers decide on any further try.
 _NO_BLIND_RETRY: dict[str, Any] = {"retry_total": 0}
@@ -278,8 +279,17 @@ class DeadLetter:
     recorded_at: datetime
 
 
+def _key_index(key: str) -> str:
+    """The row key prefix of a queue key's dead-letter index rows (a hash: any key, no forbidden characters)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 class TableDeadLetters:
-    """Dead letters in the same table, listed newest first."""
+    """Dead letters in the same table, listed newest first.
+
+    Each dead letter has an index row (partition ``deadletter-key``, row ``<sha256(key)>-<letter id>``)
+    so that the status look-up finds a key's newest dead letter with a key range, not a partition scan.
+    """
 
     def __init__(self, *, table: TableClient, clock: Callable[[], datetime] = _now) -> None:
         self._table = table
@@ -326,6 +336,9 @@ class TableDeadLetters:
                     "RecordedAt": now,
                 }
             )
+            self._table.upsert_entity(
+                {"PartitionKey": _INDEX_PARTITION, "RowKey": f"{_key_index(key)}-{row}", "LetterId": row}
+            )
         return letter
 
     def list(self, *, limit: int = 100) -> list[DeadLetter]:
@@ -340,15 +353,17 @@ class TableDeadLetters:
         return letters
 
     def latest_for(self, key: str) -> DeadLetter | None:
-        """The newest dead letter of the queue key ``key``, if any."""
+        """The newest dead letter of the queue key ``key``, if any (one key-range query, then one read)."""
+        prefix = _key_index(key)
         with _storage_errors():
             rows = self._table.query_entities(
-                "PartitionKey eq @partition and Key eq @key",
-                parameters={"partition": _DEAD_LETTER_PARTITION, "key": key},
+                "PartitionKey eq @partition and RowKey ge @low and RowKey lt @high",
+                parameters={"partition": _INDEX_PARTITION, "low": f"{prefix}-", "high": f"{prefix}."},
                 results_per_page=1,
+                select=["LetterId"],
             )
-            for entity in rows:
-                return self._letter(entity)  # rows sort newest first
+            for entity in rows:  # index rows sort newest first too
+                return self.get(str(entity["LetterId"]))
         return None
 
     def get(self, letter_id: str) -> DeadLetter | None:
@@ -360,9 +375,26 @@ class TableDeadLetters:
                 return None
 
     def remove(self, letter_id: str) -> None:
-        """Delete one dead letter (after it was replayed)."""
+        """Delete one dead letter (after it was replayed), and its index row."""
+        letter = self.get(letter_id)
         with _storage_errors(), contextlib.suppress(ResourceNotFoundError):
             self._table.delete_entity(_DEAD_LETTER_PARTITION, letter_id)
+            if letter is not None:
+                self._table.delete_entity(_INDEX_PARTITION, f"{_key_index(letter.key)}-{letter_id}")
+
+    def purge_older_than(self, age: timedelta) -> int:
+        """Delete dead letters recorded more than ``age`` ago (with their index rows); how many."""
+        cutoff = (self._clock() - age).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = f"PartitionKey eq '{_DEAD_LETTER_PARTITION}' and RecordedAt lt datetime'{cutoff}'"
+        deleted = 0
+        with _storage_errors():
+            for entity in self._table.query_entities(query, select=["RowKey", "Key"]):
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._table.delete_entity(_INDEX_PARTITION, f"{_key_index(entity['Key'])}-{entity['RowKey']}")
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._table.delete_entity(_DEAD_LETTER_PARTITION, entity["RowKey"])
+                    deleted += 1
+        return deleted
 
     @staticmethod
     def _letter(entity: Any) -> DeadLetter:

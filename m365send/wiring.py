@@ -463,6 +463,12 @@ class Worker:
                 self._storage = build_storage(self.settings())
             return self._storage
 
+    def purge(self) -> tuple[int, int]:
+        """Delete send records and dead letters whose idempotency window has passed; how many of each."""
+        storage = self.storage()
+        window = timedelta(hours=self.settings().idempotency_hours)
+        return storage.sends.purge_expired(), storage.dead_letters.purge_older_than(window)
+
     def status(self) -> StatusBook:
         """The status look-up over send records and dead letters."""
         storage = self.storage()

@@ -1,4 +1,4 @@
-"""Send records leave the table once their idempotency window has passed; dead letters stay."""
+"""Send records and dead letters leave the table once their idempotency window has passed."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def eight_days_ago() -> datetime:
     return datetime.now(UTC) - timedelta(days=8)
 
 
-def test_the_daily_purge_deletes_expired_records_and_keeps_live_ones_and_dead_letters(
+def test_the_daily_purge_deletes_expired_records_and_dead_letters_and_keeps_live_ones(
     configure: Configure, storage_settings: dict[str, str]
 ) -> None:
     configure(**storage_settings)
@@ -32,12 +32,18 @@ def test_the_daily_purge_deletes_expired_records_and_keeps_live_ones_and_dead_le
     TableDeadLetters(table=table).add(
         key="dl", kind="invalid", problem={"detail": "x"}, payload=b"{}", queue_message_id="q", dequeue_count=1
     )
+    TableDeadLetters(table=table, clock=eight_days_ago).add(
+        key="old-dl", kind="invalid", problem={"detail": "x"}, payload=b"{}", queue_message_id="q", dequeue_count=1
+    )
 
     indexed_functions()["purge"].get_user_function()(TimerRequest(past_due=False))
 
+    letters = TableDeadLetters(table=table)
     assert live.get("old-key") is None
     assert live.get("new-key") is not None
-    assert len(TableDeadLetters(table=table).list()) == 1
+    assert [letter.key for letter in letters.list()] == ["dl"]  # the one older than the window is gone
+    assert letters.latest_for("old-dl") is None
+    assert letters.latest_for("dl") is not None
 
 
 def test_the_purge_runs_daily_on_a_timer() -> None:
