@@ -61,6 +61,8 @@ def _send(req: func.HttpRequest, *, validate_only: bool) -> func.HttpResponse:
             idempotency_key=req.headers.get("Idempotency-Key"),
             validate_only=validate_only,
             outbox=lambda: current.storage().outbox,
+            workflow={name: value for name, value in req.headers.items() if name.lower().startswith("x-ms-workflow-")},
+            keys_stored=lambda: current.settings().storage_configured,
         )
     )
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from m365send.answers import HttpResult, problem
-from m365send.envelope import key_problem
+from m365send.envelope import key_problem, payload_hash
 from m365send.errors import (
     ConfigurationInvalid,
     FieldProblem,
@@ -38,6 +38,7 @@ from m365send.service import EmailService
 from m365send.settings import Settings
 from m365send.status import StatusBook
 from m365send.telemetry import FAILURES
+from m365send.workflow_keys import workflow_key
 
 __all__ = ["HttpResult", "handle_send", "handle_status", "health", "problem"]
 
@@ -69,12 +70,16 @@ def handle_send(
     idempotency_key: str | None = None,
     validate_only: bool = False,
     outbox: Callable[[], Outbox] | None = None,
+    workflow: Mapping[str, str] | None = None,
+    keys_stored: Callable[[], bool] = lambda: False,
 ) -> HttpResult:
     """Validate ``raw`` (an email message as JSON), then send it once through the worker's engine.
 
     ``engine(keyed)`` is the worker's engine; ``keyed`` says whether it needs send records (an
     ``Idempotency-Key`` was given), so an unkeyed send needs no storage settings. ``outbox`` takes
-    scheduled messages (``SendAt`` ahead); without it they are refused.
+    scheduled messages (``SendAt`` ahead); without it they are refused. ``workflow``: the request's
+    ``x-ms-workflow-*`` headers; when a workflow's HTTP action sends no key and ``keys_stored()``
+    (send records are configured), the key is derived from them (``m365send.workflow_keys``).
     """
     # Graph wants a GUID for client-request-id; a caller's other value is not trusted to be one.
     request_id = request_id if request_id and _is_uuid(request_id) else str(uuid.uuid4())
@@ -86,6 +91,8 @@ def handle_send(
             if validate_only:
                 mailbox = service().check(request)
                 return HttpResult.json(200, {"status": "valid", "requestId": request_id, "mailbox": mailbox})
+            if key is None and workflow and keys_stored():
+                key = workflow_key(workflow, payload_hash(request))
             if is_ahead(request) and outbox is not None:
                 outcome = schedule(request, message, key=key or request_id, engine=engine(True), outbox=outbox())
             else:

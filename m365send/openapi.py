@@ -348,8 +348,11 @@ def swagger(*, host: str = PLACEHOLDER_HOST, publisher: Publisher = Publisher())
         "required": False,
         "type": "string",
         "x-ms-summary": "Idempotency Key",
-        "x-ms-visibility": "advanced",
-        "description": "Send the same key again to retry safely: the email goes out at most once.",
+        "x-ms-visibility": "important",
+        "description": (
+            "Put guid() here: it is evaluated once per run of the action and kept across its retries, so a "
+            "retried send goes out once. The same key again never sends twice."
+        ),
         "minLength": 1,
         "maxLength": MAX_KEY_LENGTH,
         "pattern": "^[^\\u0000-\\u001f\\u007f]+$",
