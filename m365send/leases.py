@@ -13,8 +13,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from types import TracebackType
+from typing import Any
 
 from m365send.errors import DependencyUnavailable, LeaseLost
 from m365send.sendlog import Reservation, SendLog
@@ -38,7 +40,7 @@ class HeldLease:
         self._lost = False
         self._done = False
         self.due = clock() + renewer.interval
-        self.lock = threading.Lock()  # held while a renewal is under way
+        self.lock = renewer.new_lock()  # held while a renewal is under way
 
     @property
     def current(self) -> Reservation:
@@ -66,6 +68,13 @@ class HeldLease:
                 log.error("a lease renewal failed unexpectedly (%s); trying again", type(error).__name__)
             self.due = self._clock() + self._renewer.interval
 
+    def rewrite(self, change: Callable[[Reservation], Reservation]) -> None:
+        """Renew now with ``change`` applied to the record (``LeaseLost``, ``DependencyUnavailable`` as ``renew``)."""
+        with self.lock:
+            self.check()
+            self._current = self._renewer.sends.renew(change(self._current))
+            self.due = self._clock() + self._renewer.interval
+
     def release(self) -> Reservation:
         """Stop renewing (waiting for a renewal under way); the reservation to write the outcome on."""
         with self.lock:
@@ -83,10 +92,24 @@ class HeldLease:
 class LeaseRenewer:
     """Renews every lease this worker holds; its thread starts with the first lease and idles between."""
 
-    def __init__(self, *, sends: SendLog, lease: timedelta, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        sends: SendLog,
+        lease: timedelta,
+        clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
+        lock: Callable[[], AbstractContextManager[Any]] = threading.Lock,
+    ) -> None:
+        """``background``: renew on a thread of its own; without, whoever drives it calls ``renew_due``.
+
+        ``lock`` makes each held lease's lock (the simulation's cooperative one; a real one otherwise).
+        """
+        self.new_lock = lock
         self.sends = sends
         self.interval = lease.total_seconds() / 3
         self._clock = clock
+        self._background = background
         self._held: set[HeldLease] = set()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -96,6 +119,8 @@ class LeaseRenewer:
         held = HeldLease(self, reservation, self._clock)
         with self._changed:
             self._held.add(held)
+            if not self._background:
+                return held
             if self._thread is None or not self._thread.is_alive():  # started once; restarted should it die
                 self._thread = threading.Thread(target=self._run, name="m365send-leases", daemon=True)
                 self._thread.start()
@@ -119,8 +144,21 @@ class LeaseRenewer:
                     nearest = min(h.due for h in self._held)
                     self._changed.wait(timeout=max(nearest - now, 0.01))
                     continue
-            for held in due:
-                try:
-                    held.renew()
-                except Exception:  # the thread renews every lease of the worker: it must not die
-                    log.exception("the lease renewer caught an unexpected error")
+            self._renew(due)
+
+    def renew_due(self) -> float | None:
+        """Renew every lease that is due now; when the next one is due (None: none held)."""
+        with self._changed:
+            now = self._clock()
+            due = [h for h in self._held if h.due <= now]
+        self._renew(due)
+        with self._changed:
+            return min((h.due for h in self._held), default=None)
+
+    @staticmethod
+    def _renew(due: list[HeldLease]) -> None:
+        for held in due:
+            try:
+                held.renew()
+            except Exception:  # the renewer renews every lease of the worker: it must not die
+                log.exception("the lease renewer caught an unexpected error")

@@ -26,6 +26,7 @@ sent; not found → sent afresh. That is exactly once while the send record live
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -197,6 +198,10 @@ Outcome = Sent | Replayed | Scheduled | Failed
 _RECORD_TRIES = 3
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class SendOnce:
     """Sends each command at most once per key (exactly once in verified mode); one instance per worker."""
 
@@ -209,13 +214,17 @@ class SendOnce:
         lease: timedelta = timedelta(minutes=5),
         record_wait: float = 0.2,
         draft_settle: timedelta = timedelta(seconds=60),
+        clock: Callable[[], datetime] = _utc_now,
+        renewer: LeaseRenewer | None = None,
     ) -> None:
+        """``clock`` and ``renewer`` are the simulation's: time is a port, and so is who renews leases."""
         self._service = service
         self._sends = sends
         self._mode = mode
         self._draft_settle = draft_settle
-        self._leases = LeaseRenewer(sends=sends, lease=lease) if sends is not None else None
+        self._leases = renewer or (LeaseRenewer(sends=sends, lease=lease) if sends is not None else None)
         self._record_wait = record_wait
+        self._now = clock
 
     @property
     def mode(self) -> DeliveryMode:
@@ -225,7 +234,7 @@ class SendOnce:
     def handle(self, command: SendCommand) -> Outcome:
         """Send ``command`` once; what became of it. Unexpected exceptions propagate after the record is safe."""
         send_at = command.request.message.send_at
-        now = datetime.now(UTC)
+        now = self._now()
         too_far = schedule_problem(command.request, now)
         if too_far is not None:
             return Failed(too_far)
@@ -263,7 +272,7 @@ class SendOnce:
                 _stored_answer(reservation.record, command), reservation.record.status, record=reservation.record
             )
         if decision is Decision.IN_FLIGHT:
-            left = reservation.lease_left(datetime.now(UTC)).total_seconds()
+            left = reservation.lease_left(self._now()).total_seconds()
             return Failed(
                 SendInProgress(f"a send with idempotency key '{command.key}' is in progress", retry_after=left + 1)
             )
@@ -277,7 +286,8 @@ class SendOnce:
             except BaseException:
                 # Unexpected: the send may or may not have reached Graph. Leave the key for the next
                 # attempt to decide on (a crash leaves it reserved, which its lease ends the same way).
-                self._write_unknown(held)
+                resent = decision is Decision.TAKE_OVER and self._mode is DeliveryMode.STANDARD
+                self._write_unknown(held, possible_duplicate=resent)
                 raise
 
     def _schedule(self, request: SendRequest, key: str, reservation: Reservation, send_at: datetime) -> Outcome:
@@ -306,7 +316,8 @@ class SendOnce:
         except LeaseLost as error:
             return Failed(error)  # another attempt holds the key: nothing to write
         except OutcomeUnknown as error:
-            self._write_unknown(held)
+            # A resend's answer lost too: two may be out, and the record says so from now on.
+            self._write_unknown(held, possible_duplicate=possible_duplicate)
             return Failed(error)
         except M365SendError as error:
             failed = Failed(error)
@@ -315,7 +326,7 @@ class SendOnce:
             elif tag is not None or possible_duplicate:
                 # A tagged draft may exist, or an earlier attempt may have delivered: releasing the key
                 # would let the next attempt send unflagged. It stays unknown, to be looked up or flagged.
-                self._write_unknown(held)
+                self._write_unknown(held, possible_duplicate=possible_duplicate)
             else:
                 self._sends_or_fail().release(held.release())
             return failed
@@ -329,6 +340,15 @@ class SendOnce:
                 "already have the message, so this send may duplicate it",
                 extra={"attempts": attempts},
             )
+            try:
+                # The flag goes on the record before the resend: if nothing can be written after it,
+                # the record must still say that two may be out (found by the simulation, seed 990).
+                held.rewrite(lambda reservation: _flagged(reservation, True))
+            except LeaseLost as error:
+                return Failed(error)
+            except DependencyUnavailable as error:
+                self._write_unknown(held, may_have_sent=False)
+                return Failed(error)
             return self._send(command, held, possible_duplicate=True)
         tag = SendTag.for_key(held.current.record.key)
         try:
@@ -441,8 +461,8 @@ class SendOnce:
         since = reservation.since_maybe_sent()
         return 0.0 if since is None else max((self._draft_settle - since).total_seconds(), 0.0)
 
-    def _write_unknown(self, held: HeldLease, *, may_have_sent: bool = True) -> None:
-        reservation = held.release()
+    def _write_unknown(self, held: HeldLease, *, may_have_sent: bool = True, possible_duplicate: bool = False) -> None:
+        reservation = _flagged(held.release(), possible_duplicate)
         try:
             self._sends_or_fail().mark_unknown(reservation, may_have_sent=may_have_sent)
         except M365SendError as error:

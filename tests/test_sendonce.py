@@ -496,3 +496,42 @@ def test_a_settle_wait_is_counted_from_the_earlier_send_not_from_the_last_look(s
     assert isinstance(outcome, Sent)  # looking again did not restart the wait
     assert time.monotonic() - started < 1.2
     assert waits >= 2
+
+
+def test_a_flagged_resend_whose_answer_is_lost_too_leaves_the_record_flagged(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    # Found by the simulation (seed 427): the resend after a lost answer went out, its answer was
+    # lost as well, and the record said unknown without the possible-duplicate flag.
+    standard.mail.deliver_then_fail["send_mail"] = OutcomeUnknown("504")
+    standard.engine.handle(standard.command(seed_message))
+    standard.mail.deliver_then_fail["send_mail"] = OutcomeUnknown("504 again")
+
+    second = standard.engine.handle(standard.command(seed_message))
+
+    record = standard.sends.get(scoped_key(Scope.HTTP, "k"))
+    assert isinstance(second, Failed)
+    assert standard.deliveries() == 2
+    assert record is not None
+    assert record.status is SendStatus.UNKNOWN
+    assert record.possible_duplicate
+
+
+def test_a_resend_after_a_lost_answer_is_flagged_on_the_record_before_it_goes_out(
+    standard: Parts, seed_message: dict[str, Any]
+) -> None:
+    # Found by the simulation (seed 990): the flagged resend went out, then no record write succeeded,
+    # and the record never said that two emails may be out.
+    standard.mail.deliver_then_fail["send_mail"] = OutcomeUnknown("504")
+    standard.engine.handle(standard.command(seed_message))
+    standard.sends.fail["mark_sent"] = DependencyUnavailable("Table storage is unavailable")
+
+    second = standard.engine.handle(standard.command(seed_message))
+
+    record = standard.sends.get(scoped_key(Scope.HTTP, "k"))
+    assert isinstance(second, Sent)
+    assert second.possible_duplicate
+    assert second.warning
+    assert standard.deliveries() == 2
+    assert record is not None
+    assert record.possible_duplicate
