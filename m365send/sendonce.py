@@ -325,8 +325,9 @@ class SendOnce:
                 self._write_failed(held, failed, command)
             elif tag is not None or possible_duplicate:
                 # A tagged draft may exist, or an earlier attempt may have delivered: releasing the key
-                # would let the next attempt send unflagged. It stays unknown, to be looked up or flagged.
-                self._write_unknown(held, possible_duplicate=possible_duplicate)
+                # would let the next attempt send unflagged. It stays unknown, to be looked up or flagged;
+                # this attempt's own send certainly did not go out (Graph did not act on it).
+                self._write_unknown(held, may_have_sent=False, possible_duplicate=possible_duplicate)
             else:
                 self._sends_or_fail().release(held.release())
             return failed

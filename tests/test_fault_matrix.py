@@ -261,6 +261,9 @@ def world_for(
             M365_HTTP_TIMEOUT="3",
             M365_GRAPH_MAX_ATTEMPTS="2",
             M365_GRAPH_MAX_RETRY_WAIT="1",
+            # Scaled down with the lease and the retry waits: verified delivery's wait for an
+            # asynchronous send (60 s in production) must fit Power Automate's retries here.
+            M365_DRAFT_SETTLE_SECONDS="1",
         )
         worker = function_app.current_worker()
         worker.service()  # warm: the token and the secret are cached before any fault is injected
