@@ -122,6 +122,12 @@ class Actor:
     thread: threading.Thread | None = None
 
 
+def _ready_at(actor: Actor) -> float:
+    """When an actor may run next: its own wait, and no sooner than its instance thaws."""
+    frozen = actor.instance.frozen_until if actor.instance is not None else 0.0
+    return max(actor.wake_at, frozen)
+
+
 class Scheduler:
     """Runs one actor at a time; an actor gives up its turn at every port call (``pause``)."""
 
@@ -174,10 +180,10 @@ class Scheduler:
         if not live:
             return False
         now = self._world.now
-        ready = [a for a in live if a.wake_at <= now]
+        ready = [a for a in live if _ready_at(a) <= now]
         if not ready:
-            self._world.now = min(a.wake_at for a in live)
-            ready = [a for a in live if a.wake_at <= self._world.now]
+            self._world.now = min(_ready_at(a) for a in live)
+            ready = [a for a in live if _ready_at(a) <= self._world.now]
         actor = ready[chooser.below(len(ready))]
         with self._cv:
             self._current = actor
@@ -494,6 +500,7 @@ class Instance:
         self.world = world
         self.name = name
         self.dead = False
+        self.frozen_until = 0.0
         self.skew = skew
         monotonic = world.monotonic
 
@@ -587,7 +594,11 @@ class World:
         fault = self._fault(op, actor)
         self.scheduler.pause(0.01 + self.chooser.below(3) * 0.05)
         if fault == Fault.PAUSE:
-            self.scheduler.pause(LEASE * 1.5)  # the caller stalls longer than a lease, then goes on
+            # The whole instance stalls (a long GC pause, a frozen VM) for longer than a lease: its
+            # renewals stop too. Then it goes on where it was, unaware.
+            if actor.instance is not None:
+                actor.instance.frozen_until = self.now + LEASE * 1.5
+            self.scheduler.pause(LEASE * 1.5)
         self._alive(actor)
         self.trace.append(f"{self.now:8.2f} {actor.name} {op}{'' if not fault else ' ' + _FAULTS[fault]}")
         if fault == Fault.REFUSED:
@@ -778,7 +789,7 @@ _FAULTS = {
     Fault.LOST: "applied, answer lost",
     Fault.HANG: "hung",
     Fault.SLOW: "slow",
-    Fault.PAUSE: "caller paused",
+    Fault.PAUSE: "instance paused",
     Fault.BUG: "bug",
 }
 

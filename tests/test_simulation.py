@@ -47,7 +47,7 @@ def test_the_simulation_injects_faults_and_crashes_and_interleaves_instances() -
     worlds = [simulate(Chooser.seeded(seed)) for seed in range(60)]
     trace = "\n".join(line for world in worlds for line in world.trace)
 
-    for kind in ("refused", "applied, answer lost", "hung", "slow", "caller paused", "CRASH"):
+    for kind in ("refused", "applied, answer lost", "hung", "slow", "instance paused", "CRASH"):
         assert kind in trace, kind
     assert {world.mode.value for world in worlds} == {"standard", "verified"}
     assert any(len({line.split()[1] for line in w.trace if "graph." in line}) > 1 for w in worlds)
