@@ -160,9 +160,7 @@ class OutboxProcessor:
         deliveries = queued.attempt + dequeue_count
         if deliveries > self._max_attempts:
             exhausted = M365SendError(f"the message was tried {deliveries - 1} times; it will not be tried again")
-            return self._dead_letter(
-                _letter_key(queued), "exhausted", exhausted, queued.original, message_id, dequeue_count, queued.notify
-            )
+            return self._exhausted(queued, exhausted, message_id, dequeue_count)
         outcome = self._engine.handle(SendCommand(queued.request, queued.scope, queued.key, can_wait=True))
         if isinstance(outcome, Sent):
             self._notify(
@@ -206,12 +204,28 @@ class OutboxProcessor:
         FAILURES.add(1, {"reason": type(cause).__name__, "trigger": "queue", "disposition": "retry"})
         if deliveries >= self._max_attempts:
             # The key keeps its record (free, or unknown), so a replay of the dead letter is decided on it.
-            return self._dead_letter(
-                _letter_key(queued), "exhausted", cause, queued.original, message_id, dequeue_count, queued.notify
-            )
+            return self._exhausted(queued, cause, message_id, dequeue_count)
         retry_after = outcome.retry_after
         delay = retry_after if retry_after is not None else self._retry_base * 2 ** (deliveries - 1)
         return self._hand_back(queued, deliveries, delay, cause.detail)
+
+    def _exhausted(self, queued: QueuedSend, cause: M365SendError, message_id: str, dequeue_count: int) -> QueueResult:
+        """A copy out of attempts: a duplicate if another copy of the message sent the key, else a dead letter.
+
+        (A producer that enqueued twice, or a hand-back whose answer was lost, leaves two copies; the
+        one that runs out must not be reported dead for an email the other sent. Found by the
+        simulation, seed 3274.)
+        """
+        sent = self._engine.sent_record(queued.scope, queued.key)
+        if sent is not None:
+            log.info("an exhausted copy of a message another copy sent: acknowledged as a duplicate")
+            state = send_state(queued.key, queued.scope, sent, None)
+            if state is not None:
+                self._notify(queued.notify, state)
+            return QueueResult("duplicate", queued.key, detail="sent by another copy")
+        return self._dead_letter(
+            _letter_key(queued), "exhausted", cause, queued.original, message_id, dequeue_count, queued.notify
+        )
 
     def _hand_back(
         self, queued: QueuedSend, deliveries: int, delay: float, why: str, *, cap: float | None = None

@@ -226,6 +226,16 @@ class SendOnce:
         self._record_wait = record_wait
         self._now = clock
 
+    def sent_record(self, scope: Scope, key: str) -> SendRecord | None:
+        """The key's record if it says sent (None otherwise, or when it cannot be read)."""
+        if self._sends is None:
+            return None
+        try:
+            record = self._sends.get(scoped_key(scope, key))
+        except DependencyUnavailable:
+            return None
+        return record if record is not None and record.status is SendStatus.SENT else None
+
     @property
     def mode(self) -> DeliveryMode:
         """The delivery mode this engine runs in."""

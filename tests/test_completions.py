@@ -115,3 +115,24 @@ def test_a_completion_lost_to_a_worker_that_died_after_recording_is_sent_on_rede
     assert (done["idempotencyKey"], done["status"]) == ("order-5", "sent")
     assert done["graphRequestId"] == status_of("order-5").body["graphRequestId"]
     assert len(cloud.graph.sent) == 1
+
+
+def test_a_copy_that_runs_out_of_attempts_after_another_copy_sent_the_key_is_a_duplicate_not_a_dead_letter(
+    queue_host: Host, cloud: LocalCloud, seed_message: dict[str, Any], storage_settings: dict[str, str]
+) -> None:
+    # Found by the simulation (seed 3274): two copies of one message (a producer that enqueued twice,
+    # or a hand-back whose answer was lost); the second ran out of attempts after the first sent it.
+    host = queue_host(M365_COMPLETION_QUEUES="orders-done6", M365_QUEUE_MAX_ATTEMPTS="3")
+    original = envelope("order-6", seed_message, "orders-done6")
+    host.put_raw(original)
+    host.drain()
+    exhausted_copy = b'{"m365send":{"attempt":7,"key":"order-6"},"original":' + original + b"}"
+
+    host.put_raw(exhausted_copy)
+    host.drain()
+
+    told = completions(storage_settings["AzureWebJobsStorage"], "orders-done6")
+    assert [c["status"] for c in told] == ["sent", "sent"]
+    assert function_app.current_worker().storage().dead_letters.list() == []
+    assert status_of("order-6").body["status"] == "sent"
+    assert len(cloud.graph.sent) == 1

@@ -159,6 +159,51 @@ def slow_send_outlives_its_lease(world: World, _: pytest.MonkeyPatch) -> None:
     world.cloud.graph.inject(Fault(200, delay=2.5, on=world.send_on()))  # the lease is 1 s
 
 
+def record_write_answer_lost(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every record write's answer is lost once and the write retried onto itself (a 412 on its own write)."""
+    sends = function_app.current_worker().sends()
+    table = sends._table  # the worker's real TableClient
+    real = table.update_entity
+
+    def applied_then_retried(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(table, "update_entity", applied_then_retried)
+
+
+def renewal_raises_while_a_slow_send_runs(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    sends = function_app.current_worker().sends()
+    real, once = sends.renew, [True]
+
+    def renew(*args: Any, **kwargs: Any) -> Any:
+        if once:
+            once.clear()
+            raise RuntimeError("a bug in a renewal")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sends, "renew", renew)
+    world.cloud.graph.inject(Fault(200, delay=2.5, on=world.send_on()))  # the lease is 1 s
+
+
+def draft_creation_504_after_creating(world: World, _: pytest.MonkeyPatch) -> None:
+    world.cloud.graph.inject(Fault(504, after=True, on="POST /messages"))
+
+
+def draft_sent_by_another_attempt_first(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verified: another attempt sent this attempt's draft while it paused; its own /send gets a 404."""
+    mail = function_app.current_worker().parts().mail
+    real, once = mail.send_draft, [True]
+
+    def send_draft(**ids: Any) -> Any:
+        if once:
+            once.clear()
+            real(**ids)
+        return real(**ids)
+
+    monkeypatch.setattr(mail, "send_draft", send_draft)
+
+
 def unexpected_exception(world: World, _: pytest.MonkeyPatch) -> None:
     """Nothing to inject: the message itself (a lone surrogate in its body) makes the send raise."""
 
@@ -175,6 +220,10 @@ FAULTS: dict[str, Inject] = {
     "crash after Graph accepted, before recording": crash_after_graph_accepted,
     "crash after recording": crash_after_recording,
     "send slower than the lease, repeat meanwhile": slow_send_outlives_its_lease,
+    "a record write's answer lost, retried onto itself": record_write_answer_lost,
+    "a renewal raises while a send outlives its lease": renewal_raises_while_a_slow_send_runs,
+    "draft creation answered 504 after creating it": draft_creation_504_after_creating,
+    "draft's send 404: another attempt sent it first": draft_sent_by_another_attempt_first,
     "unexpected exception (lone surrogate in Body)": unexpected_exception,
 }
 
