@@ -71,7 +71,11 @@ T = TypeVar("T")
 SENDER = "notifications@contoso.com"
 LEASE = 30.0  # seconds: short, so take-overs happen within a schedule
 TIMEOUT = 5.0  # a storage or Graph client gives up on a hung call after this long
-SETTLE = 20.0  # verified delivery's wait for an asynchronous send
+# Verified delivery's wait for an asynchronous send, as in production. It is also what bounds a
+# "zombie": an instance frozen between its last lease check and its request to Graph, which sends
+# after its lease ended. Freezes here (PAUSE, 1.5 leases) stay within it; one longer than the settle
+# time past a lease's end could send after a take-over (docs/delivery.md says so).
+SETTLE = 60.0
 HORIZON = 3600.0  # every message must have ended within this much simulated time
 VISIBILITY = 30.0  # the Functions host: a failed message is visible again after this long
 MAX_DEQUEUE = 5  # ... and poisoned after this many dequeues
