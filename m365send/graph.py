@@ -9,8 +9,8 @@ A retry is safe only when Graph certainly did not act: a 429, a 5xx that carries
 mail (``sendMail``, a draft's ``send``) whose answer is a 504, another 5xx without ``Retry-After``,
 a timeout or a reset after it went out is ambiguous: Graph may have sent the email. That is
 ``OutcomeUnknown``, never retried here. Other requests retry any 5xx. An upload chunk is different
-again: after any transient failure the session itself says which bytes it has, and the upload
-resumes there.
+again: after any transient failure the same chunk is sent again from the session's last
+``nextExpectedRanges``, and a session that cannot say where it stands is started afresh.
 """
 
 from __future__ import annotations
