@@ -87,11 +87,7 @@ class ServiceTime:
 
     def now(self) -> datetime:
         """The service's time, never ahead of it (the wall clock until the first answer)."""
-        with self._lock:
-            low = self._low
-        if low is None:
-            return self._fallback()
-        return datetime.fromtimestamp(low + self._monotonic(), UTC)
+        return self._at(lambda: self._low)
 
     def timestamp(self) -> float:
         """``now()`` in epoch seconds."""
@@ -105,11 +101,12 @@ class ServiceTime:
 
     def latest(self) -> datetime:
         """The latest the service's time may be now (the wall clock until an answer bounds it)."""
+        return self._at(lambda: self._high)
+
+    def _at(self, bound: Callable[[], float | None]) -> datetime:
         with self._lock:
-            high = self._high
-        if high is None:
-            return self._fallback()
-        return datetime.fromtimestamp(high + self._monotonic(), UTC)
+            base = bound()
+        return self._fallback() if base is None else datetime.fromtimestamp(base + self._monotonic(), UTC)
 
     def held_until(self, lease_until: datetime) -> float | None:
         """The monotonic moment the service's time may reach ``lease_until``: until then a lease surely holds.
