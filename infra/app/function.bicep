@@ -42,6 +42,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_213: App Service health checks do not apply to Flex Consumption instances, which scale to zero
   // checkov:skip=CKV_AZURE_221: public network access is needed for Power Automate's cloud connectors to reach the API
   // checkov:skip=CKV_AZURE_78: Flex Consumption rejects siteConfig.ftpsState (ARM error 51021); it offers no FTP deployment
+  // checkov:skip=CKV_AZURE_67: Flex Consumption sites refuse most siteConfig properties; siteConfig keeps only what Microsoft's Flex quickstart sets (minTlsVersion)
+  // checkov:skip=CKV_AZURE_18: as CKV_AZURE_67: http20Enabled is not set on a Flex Consumption site
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })

@@ -16,6 +16,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: the firewall default is a parameter (privateNetworking), open by default so the operator can upload the secret
   // checkov:skip=CKV_AZURE_189: public network access is a parameter (privateNetworking), off by default
   // checkov:skip=CKV2_AZURE_32: private endpoints come with privateNetworking=true
+  // checkov:skip=CKV_AZURE_110: purge protection is a parameter, on by default; off (dev/test) must be null, which Key Vault takes where it refuses false
+  // checkov:skip=CKV_AZURE_42: soft delete is always on; purge protection as CKV_AZURE_110
   name: name
   location: location
   tags: tags
