@@ -37,6 +37,9 @@ param authorityHost string = 'https://login.microsoftonline.com'
 param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 
 // --- behaviour ---------------------------------------------------------------------------------
+@description('The outbox queue. At most 56 characters: the host moves failed messages to <queueName>-poison, and a queue name has at most 63.')
+@minLength(3)
+@maxLength(56)
 param queueName string = 'email-outbox'
 param sendTableName string = 'emailsends'
 @description('Container (in this storage account) that attachment blobs are read from; the app gets Blob Data Reader on it only.')
@@ -66,6 +69,8 @@ param pacingLeaseSeconds int = 30
 param pacingContainerName string = 'mailbox-pacing'
 param pacingTableName string = 'mailboxpacing'
 @description('Queue producers may name in an envelope\'s "notify" to be told when a send finishes (M365_COMPLETION_QUEUES).')
+@minLength(3)
+@maxLength(63)
 param completionQueueName string = 'email-completions'
 @description('Send on Behalf pairs, delegate>principal, comma-separated (M365_ON_BEHALF_OF); empty: none.')
 param onBehalfOf string = ''

@@ -201,3 +201,12 @@ def test_purge_protection_is_never_passed_to_key_vault_as_false() -> None:
     assert value is not None
     # Key Vault refuses false ("does not accept false as its value"): off must be null.
     assert value.group(1).strip() == "enablePurgeProtection ? true : null"
+
+
+def test_the_outbox_queue_name_leaves_room_for_its_poison_queue() -> None:
+    main = (INFRA / "main.bicep").read_text()
+
+    declared = re.search(r"@maxLength\((\d+)\)\s*\nparam queueName string", main)
+
+    assert declared is not None
+    assert int(declared.group(1)) + len("-poison") <= 63  # Azure Storage's longest queue name
