@@ -93,6 +93,22 @@ class ServiceTime:
         """``now()`` in epoch seconds."""
         return self.now().timestamp()
 
+    def wall_within_bounds(self) -> float:
+        """This machine's wall clock (epoch seconds), moved inside the service's bounds when it is outside.
+
+        For counting, not for leases: a machine whose clock is right keeps its exact time (the bounds
+        are a second wide until answers tighten them), and one whose clock is off is off by no more
+        than the bounds' width.
+        """
+        wall = self._fallback().timestamp()
+        with self._lock:
+            low, high = self._low, self._high
+        if low is None:
+            return wall
+        now = self._monotonic()
+        latest = high + now if high is not None else low + now + DATE_RESOLUTION
+        return min(max(wall, low + now), latest)
+
     @property
     def bounded(self) -> bool:
         """Whether an answer has bounded the service's time from above yet."""

@@ -164,10 +164,11 @@ class SharedMailboxLimiter:
         self._max_wait = max_wait
         self._local = local
         self._create_missing = create_missing
-        # The window is judged on Table storage's clock, which every instance shares (``clock``: tests).
+        # The window is counted on this machine's clock kept within Table storage's (which every
+        # instance shares): exact when the clock is right, a bounded error when it is not (``clock``: tests).
         self._time = service_time or ServiceTime()
         self._hook: dict[str, Any] = self._time.hooks()
-        self._clock = clock or self._time.timestamp
+        self._clock = clock or self._time.wall_within_bounds
         self._sleep = sleep
         self._lock = threading.Lock()
         self._pools: dict[str, _Pool] = {}
