@@ -38,9 +38,15 @@ def hanging_vault(cloud: LocalCloud) -> Iterator[HangingRelay]:
     relay.close()
 
 
-def _through(relay: HangingRelay, settings: dict[str, str], azurite: Azurite) -> dict[str, str]:
-    connection = settings["AzureWebJobsStorage"].replace(azurite.endpoint("table"), f"{relay.url()}/devstoreaccount1")
-    return {**settings, "AzureWebJobsStorage": connection, "M365_SEND_LEASE_SECONDS": "300"}
+@pytest.fixture
+def api_over_hanging_tables(
+    configure: Configure, storage_settings: dict[str, str], azurite: Azurite, hanging_tables: HangingRelay
+) -> Any:
+    """The HTTP trigger on a worker whose Table storage is reached through the relay."""
+    table = storage_settings["AzureWebJobsStorage"].replace(
+        azurite.endpoint("table"), f"{hanging_tables.url()}/devstoreaccount1"
+    )
+    return configure(**{**storage_settings, "AzureWebJobsStorage": table, "M365_SEND_LEASE_SECONDS": "300"})
 
 
 def _timed_post(api: Any, message: dict[str, Any], key: str) -> tuple[Answer, float]:
@@ -50,17 +56,11 @@ def _timed_post(api: Any, message: dict[str, Any], key: str) -> tuple[Answer, fl
 
 
 def test_table_storage_hanging_before_the_send_answers_503_within_the_budget_and_sends_nothing(
-    configure: Configure,
-    storage_settings: dict[str, str],
-    azurite: Azurite,
-    hanging_tables: HangingRelay,
-    cloud: LocalCloud,
-    seed_message: dict[str, Any],
+    api_over_hanging_tables: Any, hanging_tables: HangingRelay, cloud: LocalCloud, seed_message: dict[str, Any]
 ) -> None:
-    api = configure(**_through(hanging_tables, storage_settings, azurite))
     hanging_tables.pause()
 
-    answer, took = _timed_post(api, seed_message, "hang-before")
+    answer, took = _timed_post(api_over_hanging_tables, seed_message, "hang-before")
 
     assert answer.status == 503, answer.body
     assert took < BUDGET
@@ -68,15 +68,13 @@ def test_table_storage_hanging_before_the_send_answers_503_within_the_budget_and
 
 
 def test_table_storage_hanging_after_graph_accepted_answers_202_with_a_warning_within_the_budget(
-    configure: Configure,
-    storage_settings: dict[str, str],
-    azurite: Azurite,
+    api_over_hanging_tables: Any,
     hanging_tables: HangingRelay,
     cloud: LocalCloud,
     seed_message: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    api = configure(**_through(hanging_tables, storage_settings, azurite))
+    api = api_over_hanging_tables
     mail = function_app.current_worker().parts().mail
     real_send = mail.send_mail
 
