@@ -89,10 +89,6 @@ class ServiceTime:
         """The service's time, never ahead of it (the wall clock until the first answer)."""
         return self._at(lambda: self._low)
 
-    def timestamp(self) -> float:
-        """``now()`` in epoch seconds."""
-        return self.now().timestamp()
-
     def wall_within_bounds(self) -> float:
         """This machine's wall clock (epoch seconds), moved inside the service's bounds when it is outside.
 
