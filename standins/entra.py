@@ -1,9 +1,11 @@
 """Entra ID stand-in: tenant OpenID metadata and the v2.0 token endpoint for client credentials.
 
-Supports ``client_secret`` and ``client_assertion`` (a JWT signed with a registered certificate,
-checked by signature, ``x5t``/``x5t#S256``, audience, issuer and lifetime), answers wrong tenant,
-client, secret or scope with Entra's real ``AADSTS`` error shapes, and issues RS256 JWT access
-tokens with a real ``exp`` that the Key Vault and Graph stand-ins verify.
+Supports ``client_secret`` and ``client_assertion``: a JWT signed with a registered certificate
+(checked by signature, ``x5t``/``x5t#S256``, audience, issuer and lifetime), or a token this
+tenant issued to a managed identity that one of the app's federated identity credentials trusts
+(matched on issuer, subject and audience, then checked for signature and lifetime, as Entra does).
+Wrong tenant, client, secret, assertion or scope get Entra's real ``AADSTS`` error shapes; access
+tokens are RS256 JWTs with a real ``exp`` that the Key Vault and Graph stand-ins verify.
 """
 
 from __future__ import annotations
@@ -24,13 +26,25 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from standins.https import Reply, Request, json_reply
 
-__all__ = ["AppRegistration", "EntraStandIn"]
+__all__ = ["TOKEN_EXCHANGE_AUDIENCE", "AppRegistration", "EntraStandIn", "FederatedCredential"]
 
 _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# What a federated identity credential's audience must be for Entra ID in the public cloud.
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class FederatedCredential:
+    """An app registration's trust in tokens of another issuer for one subject (Graph's federatedIdentityCredential)."""
+
+    name: str
+    issuer: str
+    subject: str
+    audiences: tuple[str, ...] = (TOKEN_EXCHANGE_AUDIENCE,)
 
 
 @dataclass
@@ -44,6 +58,7 @@ class AppRegistration:
     certificates: list[x509.Certificate] = field(default_factory=list)
     # Application permissions granted with admin consent, per resource (e.g. Graph → Mail.Send).
     roles: dict[str, list[str]] = field(default_factory=dict)
+    federated: list[FederatedCredential] = field(default_factory=list)
 
     def thumbprints(self) -> dict[str, x509.Certificate]:
         """Each certificate under its base64url SHA-1 (``x5t``) and SHA-256 (``x5t#S256``) thumbprints."""
@@ -93,6 +108,33 @@ class EntraStandIn:
         self.tenants.add(app.tenant_id)
         self.apps[app.client_id] = app
         return app
+
+    def issuer(self, tenant_id: str) -> str:
+        """The v2.0 issuer of this stand-in's tokens in ``tenant_id`` (``https://login.microsoftonline.com/{t}/v2.0``)."""
+        return f"{self.url}/{tenant_id}/v2.0"
+
+    def identity_token(
+        self, *, tenant_id: str, principal_id: str, client_id: str, audience: str, lifetime: int
+    ) -> tuple[str, int]:
+        """A token for a managed identity (what its token endpoint hands out); the token and its expiry."""
+        now = int(time.time())
+        claims = {
+            "aud": audience,
+            "iss": self.issuer(tenant_id),
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "azp": client_id,
+            "oid": principal_id,
+            "sub": principal_id,
+            "tid": tenant_id,
+            "uti": uuid.uuid4().hex,
+            "ver": "2.0",
+        }
+        token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": "standin"})
+        with self._lock:
+            self.issued.append(token)
+        return token, now + lifetime
 
     def verify(self, token: str, *, audience: str) -> dict[str, Any]:
         """Claims of a token this stand-in issued for ``audience``; raises ``jwt.InvalidTokenError``."""
@@ -203,8 +245,13 @@ class EntraStandIn:
     def _check_assertion(self, app: AppRegistration, assertion: str, token_endpoint: str) -> Reply | None:
         try:
             header = jwt.get_unverified_header(assertion)
+            claims = jwt.decode(assertion, options={"verify_signature": False})
         except jwt.InvalidTokenError:
             return _aadsts(401, "invalid_client", 50027, "JWT token is invalid or malformed.")
+        if claims.get("iss") != app.client_id:
+            # An app signs its own assertions as itself; any other issuer is an external token for
+            # workload identity federation.
+            return self._check_federated(app, assertion, claims)
         thumbprint = header.get("x5t#S256") or header.get("x5t")
         # msal pads its base64url thumbprints; Entra ignores the padding.
         certificate = app.thumbprints().get(str(thumbprint).rstrip("="))
@@ -229,6 +276,57 @@ class EntraStandIn:
             return _aadsts(401, "invalid_client", 700024, "Client assertion is not within its valid time range.")
         except jwt.InvalidTokenError as exc:
             return _aadsts(401, "invalid_client", 700027, f"Client assertion failed signature validation. ({exc})")
+        return None
+
+    def _check_federated(self, app: AppRegistration, assertion: str, claims: dict[str, Any]) -> Reply | None:
+        issuer, subject = str(claims.get("iss")), str(claims.get("sub"))
+        check = (
+            "Please check your federated identity credential Subject, Audience and Issuer against the presented "
+            "assertion."
+        )
+        audiences = claims.get("aud")
+        audiences = {audiences} if isinstance(audiences, str) else set(audiences or ())
+        trusted = [c for c in app.federated if c.issuer == issuer]
+        if not trusted:
+            return _aadsts(
+                401,
+                "invalid_client",
+                700211,
+                f"No matching federated identity record found for presented assertion issuer '{issuer}'. {check}",
+            )
+        trusted = [c for c in trusted if c.subject == subject]
+        if not trusted:
+            return _aadsts(
+                401,
+                "invalid_client",
+                700213,
+                f"No matching federated identity record found for presented assertion subject '{subject}'. {check}",
+            )
+        trusted = [c for c in trusted if audiences & set(c.audiences)]
+        if not trusted:
+            return _aadsts(
+                401,
+                "invalid_client",
+                700212,
+                f"No matching federated identity record found for presented assertion audience "
+                f"'{', '.join(sorted(audiences))}'. {check}",
+            )
+        if not issuer.startswith(f"{self.url}/"):
+            # Only this tenant's own keys are known here: other issuers' keys would come from their metadata.
+            return _aadsts(401, "invalid_client", 50013, "Assertion failed signature validation.")
+        try:
+            jwt.decode(
+                assertion,
+                self.public_key,
+                algorithms=["RS256"],
+                audience=list(trusted[0].audiences),
+                issuer=issuer,
+                options={"require": ["exp", "aud", "iss", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            return _aadsts(401, "invalid_client", 700024, "Client assertion is not within its valid time range.")
+        except jwt.InvalidTokenError:
+            return _aadsts(401, "invalid_client", 50013, "Assertion failed signature validation.")
         return None
 
     def _issue(self, app: AppRegistration, resource: str) -> dict[str, Any]:
