@@ -22,6 +22,7 @@ from m365send.answers import problem
 from m365send.attachments import chunk_ranges
 from m365send.envelope import key_of, replayable
 from m365send.errors import ConfigurationInvalid, M365SendError, SenderNotAllowed, outcome_of
+from m365send.federated import FederatedTrust, ManagedIdentityAssertion
 from m365send.graph_message import attachment_item, file_attachment, graph_message, send_mail_body
 from m365send.http_api import handle_status
 from m365send.models import SendRequest, fold_address, parse_send_request
@@ -31,7 +32,7 @@ from m365send.sendonce import Failed, Scheduled, SendCommand, Sent, schedule_pro
 from m365send.service import SendPlan
 from m365send.settings import Settings
 from m365send.tables import DeadLetter
-from m365send.wiring import Storage, Worker, build_parts, build_service
+from m365send.wiring import Parts, Storage, Worker, build_parts, build_service
 
 __all__ = ["main"]
 
@@ -353,17 +354,43 @@ _FIXES = {
     "dependency-unavailable": "the service is unreachable from here: check the network, then try again",
     "sender-not-allowed": "add the mailbox to M365_ALLOWED_SENDERS",
 }
+_IDENTITY_FIX = (
+    "give the Function App the user-assigned identity that M365_FEDERATED_CLIENT_ID names "
+    "(docs/deploy.md, federated credential)"
+)
+
+Step = Callable[..., bool]
+
+
+def _check_federated(settings: Settings, assertion: ManagedIdentityAssertion, parts: Parts, step: Step) -> bool:
+    """The federated trust, step by step: the identity's token, then Entra ID's exchange of it."""
+    trust: list[FederatedTrust] = []
+
+    def identity() -> str:
+        trust.append(assertion.trust())
+        return trust[0].steps(settings.client_id)[0]
+
+    if not step("managed identity", identity, fix=_IDENTITY_FIX):
+        return False
+    found = trust[0]
+    fix = (
+        f"add a federated credential to app {settings.client_id}: issuer {found.issuer}, subject {found.subject}, "
+        f"audience {found.audience} (docs/deploy.md, federated credential)"
+    )
+    exchange = found.steps(settings.client_id)[1].replace(" if the app has", ": the app has")
+    return step("token", lambda: (parts.tokens.token(), f"Graph token obtained; {exchange}")[1], fix=fix)
 
 
 def _check(worker: Worker, args: argparse.Namespace) -> int:
     steps: list[dict[str, Any]] = []
 
-    def step(name: str, run: Callable[[], str]) -> bool:
+    def step(name: str, run: Callable[[], str], *, fix: str | None = None) -> bool:
         try:
             detail = run()
         except M365SendError as error:
             slug = outcome_of(error).slug
-            steps.append({"step": name, "ok": False, "detail": error.detail, "fix": _FIXES.get(slug, "")})
+            found = fix if fix and slug == "credential" else _FIXES.get(slug, "")
+            steps.append({"step": name, "ok": False, "detail": error.detail, "fix": found})
             return False
         warning = detail.startswith("warning: ")
         steps.append({"step": name, "ok": True, "warning": warning, "detail": detail.removeprefix("warning: ")})
@@ -384,7 +411,12 @@ def _check(worker: Worker, args: argparse.Namespace) -> int:
                 return f"warning: {when}, in {max(left.days, 0)} days: rotate it"
             return when
 
-        ok = step("key vault", credential) and step("token", lambda: (parts.tokens.token(), "Graph token obtained")[1])
+        if isinstance(parts.credential, ManagedIdentityAssertion):
+            ok = _check_federated(settings, parts.credential, parts, step)
+        else:
+            ok = step("key vault", credential) and step(
+                "token", lambda: (parts.tokens.token(), "Graph token obtained")[1]
+            )
         sender = args.sender or settings.sender
 
         def allowed() -> str:

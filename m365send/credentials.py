@@ -1,10 +1,11 @@
-"""The app registration's credential (client secret or certificate), read through a ``SecretSource``."""
+"""The app registration's credential: a client secret or certificate read through a ``SecretSource``
+(the federated credential, which has no secret, is in ``federated.py``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from m365send.certificates import load_pfx
 from m365send.errors import CredentialError
@@ -41,7 +42,8 @@ class AppCredential:
 
     version: str
     kind: str
-    msal_credential: str | dict[str, str] = field(repr=False)
+    # A secret, a certificate's fields, or {"client_assertion": callable} for a federated credential.
+    msal_credential: str | dict[str, Any] = field(repr=False)
     expires_on: datetime | None = None  # the earliest of the secret's and the certificate's expiry
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from m365send.answers import HttpResult, problem
 from m365send.envelope import key_problem, payload_hash
@@ -166,8 +167,24 @@ def health(settings: Callable[[], Settings]) -> HttpResult:
     storage = current.storage_configured
     checks = {
         "settings": "ok",
-        "credential": "certificate" if current.certificate_name else "client secret",
+        "credential": _CREDENTIAL[current.credential_mode],
         "storage": "ok" if storage else "not configured: queued and idempotent sends are unavailable",
         "delivery": current.delivery_mode,
     }
-    return HttpResult.json(200, {"status": "healthy" if storage else "degraded", "checks": checks})
+    report: dict[str, Any] = {"status": "healthy" if storage else "degraded", "checks": checks}
+    if current.credential_mode == "federated":
+        # The steps only: which identity and app are involved is for `m365send check`, not an anonymous probe.
+        report["federated_trust"] = [
+            f"the Function App's managed identity gets a token for {current.token_exchange_audience}",
+            "Entra ID exchanges it for a Graph token of the app registration, which trusts that identity "
+            "through a federated identity credential",
+            "no client secret or certificate exists; Key Vault is not used for the credential",
+        ]
+    return HttpResult.json(200, report)
+
+
+_CREDENTIAL = {
+    "secret": "client secret (Key Vault)",
+    "certificate": "certificate (Key Vault)",
+    "federated": "federated credential (managed identity)",
+}

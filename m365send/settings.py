@@ -6,17 +6,23 @@ import ipaddress
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from m365send.attachments import is_container_name
 from m365send.errors import ConfigurationInvalid
 from m365send.models import fold_address, is_object_id, is_queue_name
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["CredentialMode", "Settings", "load_settings"]
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
+# The audience Entra ID expects of a federated credential's token in the public cloud (the US Government
+# and China clouds use api://AzureADTokenExchangeUSGov and api://AzureADTokenExchangeChina).
+DEFAULT_TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"  # noqa: S105 (an audience, not a password)
+
+CredentialMode = Literal["secret", "certificate", "federated"]
 
 
 def _entries(value: str) -> tuple[str, ...]:
@@ -31,7 +37,14 @@ class Settings(BaseSettings):
 
     tenant_id: str = Field(validation_alias="M365_TENANT_ID", min_length=1)
     client_id: str = Field(validation_alias="M365_CLIENT_ID", min_length=1)
-    key_vault_url: str = Field(validation_alias="KEY_VAULT_URL")
+    # Federated credential: the client id of the user-assigned managed identity the app registration
+    # trusts; its token is the client assertion, so there is no secret (and no Key Vault) at all.
+    federated_client_id: str | None = Field(default=None, validation_alias="M365_FEDERATED_CLIENT_ID")
+    token_exchange_audience: str = Field(
+        default=DEFAULT_TOKEN_EXCHANGE_AUDIENCE, min_length=1, validation_alias="M365_TOKEN_EXCHANGE_AUDIENCE"
+    )
+    # Required for the secret and certificate modes only (checked below, once the mode is known).
+    key_vault_url: str | None = Field(default=None, validate_default=True, validation_alias="KEY_VAULT_URL")
     client_secret_name: str | None = Field(default=None, validation_alias="M365_CLIENT_SECRET_NAME")
     certificate_name: str | None = Field(default=None, validation_alias="M365_CERTIFICATE_NAME")
     certificate_password_name: str | None = Field(default=None, validation_alias="M365_CERTIFICATE_PASSWORD_NAME")
@@ -105,6 +118,7 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
+        "federated_client_id",
         "client_secret_name",
         "certificate_name",
         "certificate_password_name",
@@ -165,9 +179,21 @@ class Settings(BaseSettings):
             containers[container] = account or ""
         return entries
 
+    @field_validator("key_vault_url", mode="before")
+    @classmethod
+    def _vault_unless_federated(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and not value.strip():
+            value = None
+        if value is None and not info.data.get("federated_client_id"):
+            # Named like any missing setting, beside the others that are missing.
+            raise PydanticCustomError("missing", "Field required")
+        return value
+
     @field_validator("key_vault_url", "authority_host", "graph_base_url")
     @classmethod
-    def _https_url(cls, value: str) -> str:
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme != "https" or not parts.netloc:
             raise ValueError("must be an https:// URL")
@@ -175,9 +201,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if bool(self.client_secret_name) == bool(self.certificate_name):
+        if sum(map(bool, (self.client_secret_name, self.certificate_name, self.federated_client_id))) != 1:
             raise ValueError(
-                "set exactly one of M365_CLIENT_SECRET_NAME (client secret) or M365_CERTIFICATE_NAME (certificate)"
+                "set exactly one of M365_CLIENT_SECRET_NAME (client secret), M365_CERTIFICATE_NAME (certificate) "
+                "or M365_FEDERATED_CLIENT_ID (federated credential: the managed identity the app registration trusts)"
             )
         if self.certificate_password_name and not self.certificate_name:
             raise ValueError("M365_CERTIFICATE_PASSWORD_NAME is set but M365_CERTIFICATE_NAME is not")
@@ -194,6 +221,13 @@ class Settings(BaseSettings):
                 "M365_SENDER is an object id, so M365_ALLOWED_SENDERS must list the address(es) it sends as"
             )
         return self
+
+    @property
+    def credential_mode(self) -> CredentialMode:
+        """How the app registration authenticates: a client secret, a certificate, or a federated credential."""
+        if self.federated_client_id:
+            return "federated"
+        return "certificate" if self.certificate_name else "secret"
 
     @property
     def storage_configured(self) -> bool:
@@ -224,7 +258,7 @@ class Settings(BaseSettings):
     @property
     def vault_is_loopback(self) -> bool:
         """Whether the vault is a local stand-in (its host cannot be a subdomain of a vault domain)."""
-        return _is_loopback(urlsplit(self.key_vault_url).hostname or "")
+        return _is_loopback(urlsplit(self.key_vault_url or "").hostname or "")
 
 
 def _is_loopback(host: str) -> bool:

@@ -13,6 +13,7 @@ import os
 from opentelemetry import metrics, trace
 
 __all__ = [
+    "ASSERTION_REQUESTS",
     "FAILURES",
     "GRAPH_DURATION",
     "KEY_VAULT_READS",
@@ -38,6 +39,10 @@ GRAPH_DURATION = _meter.create_histogram(
 )
 TOKEN_REQUESTS = _meter.create_counter(
     "m365send.token.requests", unit="{token}", description="Graph tokens handed out, by cache=hit|miss"
+)
+# Federated mode: client assertions msal asked for (the managed identity's cache answers most of them).
+ASSERTION_REQUESTS = _meter.create_counter(
+    "m365send.assertion.requests", unit="{assertion}", description="Managed identity assertions handed to msal"
 )
 KEY_VAULT_READS = _meter.create_counter("m365send.keyvault.reads", unit="{read}", description="Key Vault reads")
 THROTTLING_WAIT = _meter.create_histogram(

@@ -46,6 +46,7 @@ __all__ = [
     "build_engine",
     "build_outbox",
     "build_parts",
+    "build_secrets",
     "build_service",
     "build_storage",
 ]
@@ -67,7 +68,26 @@ def _vault_credential(settings: Settings) -> DefaultAzureCredential:
     )
 
 
-def _app_credential(settings: Settings, secrets: KeyVaultSecrets) -> AppCredentialSource:
+def _app_credential(settings: Settings, secrets: KeyVaultSecrets | None) -> AppCredentialSource:
+    if settings.federated_client_id:
+        from azure.identity import ManagedIdentityCredential
+
+        from m365send.federated import ManagedIdentityAssertion
+
+        # The identity the app registration trusts; not DefaultAzureCredential, whose chain would
+        # try a developer's own sign-in where no managed identity exists.
+        identity = ManagedIdentityCredential(
+            client_id=settings.federated_client_id,
+            connection_timeout=settings.http_timeout,
+            read_timeout=settings.http_timeout,
+            retry_total=1,
+        )
+        return ManagedIdentityAssertion(
+            identity=identity,
+            identity_client_id=settings.federated_client_id,
+            audience=settings.token_exchange_audience,
+        )
+    assert secrets is not None  # the secret and certificate modes require KEY_VAULT_URL
     if settings.certificate_name:
         return VaultCertificate(
             secrets=secrets, name=settings.certificate_name, password_name=settings.certificate_password_name
@@ -120,7 +140,7 @@ def build_blobs(settings: Settings) -> BlobAttachments | None:
 class Parts:
     """The adapters one service is made of (the CLI's ``check`` tests them one by one)."""
 
-    secrets: KeyVaultSecrets
+    secrets: KeyVaultSecrets | None  # None in the federated mode: no secret, so no vault
     credential: AppCredentialSource
     tokens: GraphTokens
     mail: GraphMailClient
@@ -128,24 +148,8 @@ class Parts:
 
 def build_parts(settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> Parts:
     """Create every I/O client once (``clock`` paces the Key Vault cache; benchmarks simulate it)."""
-    secret_client = SecretClient(
-        vault_url=settings.key_vault_url,
-        credential=_vault_credential(settings),
-        # The challenge names vault.azure.net; a loopback stand-in cannot be a subdomain of it.
-        verify_challenge_resource=not settings.vault_is_loopback,
-        # azure-core's defaults (300 s to read, 3 retries with backoff) would hold a send for minutes:
-        # two reads of at most 10 s leave a cold send room to answer within 30 s when the vault hangs.
-        connection_timeout=min(settings.http_timeout, _VAULT_TIMEOUT),
-        read_timeout=min(settings.http_timeout, _VAULT_TIMEOUT),
-        retry_total=1,
-        retry_backoff_factor=0.5,
-    )
-    secrets = KeyVaultSecrets(
-        client=secret_client,
-        ttl_seconds=settings.secret_cache_seconds,
-        max_stale_seconds=settings.secret_max_stale_seconds,
-        clock=clock,
-    )
+    # The federated mode has no secret, so no vault to read.
+    secrets = None if settings.federated_client_id else build_secrets(settings, clock=clock)
     credential = _app_credential(settings, secrets)
     tokens = GraphTokens(
         credentials=credential,
@@ -163,6 +167,37 @@ def build_parts(settings: Settings, *, clock: Callable[[], float] = time.monoton
         pacer=build_pacer(settings),
     )
     return Parts(secrets=secrets, credential=credential, tokens=tokens, mail=mail)
+
+
+def build_secrets(settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> KeyVaultSecrets:
+    """The Key Vault reader of the secret and certificate modes, cached per worker."""
+    assert settings.key_vault_url  # required by the settings in these modes
+    secret_client = SecretClient(
+        vault_url=settings.key_vault_url,
+        credential=_vault_credential(settings),
+        # The challenge names vault.azure.net; a loopback stand-in cannot be a subdomain of it.
+        verify_challenge_resource=not settings.vault_is_loopback,
+        # azure-core's defaults (300 s to read, 3 retries with backoff) would hold a send for minutes:
+        # two reads of at most 10 s leave a cold send room to answer within 30 s when the vault hangs.
+        connection_timeout=min(settings.http_timeout, _VAULT_TIMEOUT),
+        read_timeout=min(settings.http_timeout, _VAULT_TIMEOUT),
+        retry_total=1,
+        retry_backoff_factor=0.5,
+    )
+    return KeyVaultSecrets(
+        client=secret_client,
+        ttl_seconds=settings.secret_cache_seconds,
+        max_stale_seconds=settings.secret_max_stale_seconds,
+        clock=clock,
+    )
+
+
+def _credential_ready(parts: Parts) -> None:
+    credential = parts.credential.current()
+    if isinstance(credential.msal_credential, dict):
+        assertion = credential.msal_credential.get("client_assertion")
+        if callable(assertion):
+            assertion()
 
 
 def build_pacer(settings: Settings) -> Pacer:
@@ -443,7 +478,8 @@ class Worker:
         step("validation", lambda: self.service().check(_warm_up_request(self.settings())))
         step("http translator", lambda: importlib.import_module("m365send.http_api"))
         parts = self.parts()
-        step("key vault", parts.credential.current)
+        # The secret or certificate from Key Vault; in the federated mode, the managed identity's token.
+        step("credential", lambda: _credential_ready(parts))
         step("token", parts.tokens.token)
         step("graph connection", parts.mail.connect)
         pacer = parts.mail.pacer

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import azure.functions as func
 import pytest
@@ -25,7 +25,7 @@ from azure.storage.blob import (
 import function_app
 from m365send.wiring import Worker
 from standins.azurite import ACCOUNT, KEY, Azurite
-from standins.cloud import SEED_EXAMPLE, LocalCloud
+from standins.cloud import SEED_EXAMPLE, Credential, LocalCloud
 from standins.queue_host import QueueHost
 
 # Every variable the product or azure-identity reads; each test starts with none of them set.
@@ -36,6 +36,8 @@ _ENV = [
     "M365_CLIENT_SECRET_NAME",
     "M365_CERTIFICATE_NAME",
     "M365_CERTIFICATE_PASSWORD_NAME",
+    "M365_FEDERATED_CLIENT_ID",
+    "M365_TOKEN_EXCHANGE_AUDIENCE",
     "M365_SENDER",
     "M365_ALLOWED_SENDERS",
     "M365_AUTHORITY_HOST",
@@ -52,6 +54,7 @@ _ENV = [
     "AZURE_USERNAME",
     "AZURE_FEDERATED_TOKEN_FILE",
     "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
     "MSI_ENDPOINT",
     "REQUESTS_CA_BUNDLE",
     "SSL_CERT_FILE",
@@ -218,7 +221,7 @@ Configure = Callable[..., SendApi]
 def configure(monkeypatch: pytest.MonkeyPatch, cloud: LocalCloud) -> Configure:
     """Point a fresh worker at the local cloud; keyword overrides set (or, with None, remove) settings."""
 
-    def _configure(credential: Literal["secret", "certificate"] = "secret", **overrides: str | None) -> SendApi:
+    def _configure(credential: Credential = "secret", **overrides: str | None) -> SendApi:
         for name in _ENV:
             monkeypatch.delenv(name, raising=False)
         settings: dict[str, str | None] = {**cloud.env(credential), **overrides}
@@ -241,7 +244,7 @@ def api(configure: Configure) -> SendApi:
 def queue_host(configure: Configure, storage_settings: dict[str, str]) -> Callable[..., QueueHost]:
     """Configure a worker with storage and return the emulated queue host (keyword settings override)."""
 
-    def _host(credential: Literal["secret", "certificate"] = "secret", **overrides: str | None) -> QueueHost:
+    def _host(credential: Credential = "secret", **overrides: str | None) -> QueueHost:
         configure(credential, **{**storage_settings, **overrides})
         return QueueHost(
             storage_settings["AzureWebJobsStorage"],
