@@ -1,7 +1,9 @@
 """The product's main job on its built-in local default: one email through the real HTTP function.
 
-Starts the Entra ID, Key Vault and Graph stand-ins, points the app settings at them, sends the seed
-page's example message through the decorated ``send`` function, and prints what happened. With
+Starts the Entra ID, Key Vault, managed identity and Graph stand-ins, points the app settings at them,
+sends the seed page's example message through the decorated ``send`` function, and prints what
+happened. ``--credential`` picks how the app registration authenticates: a client secret or a
+certificate from Key Vault, or ``federated``: its trust in the app's managed identity (no secret). With
 ``--attach-blob-mb N`` it also starts Azurite, uploads an N MB blob and attaches it by reference:
 over 4 MB, that goes through a draft and an upload session.
 """
@@ -27,7 +29,12 @@ from standins.cloud import SEED_EXAMPLE, LocalCloud
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit status 0 when the function answered 202 and Graph received the message."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--credential", choices=["secret", "certificate"], default="secret")
+    parser.add_argument(
+        "--credential",
+        choices=["secret", "certificate", "federated"],
+        default="secret",
+        help="client secret or certificate from Key Vault, or federated: the managed identity's token (no secret)",
+    )
     parser.add_argument("--message", help="a JSON file with the email message (default: the seed's example)")
     parser.add_argument(
         "--attach-blob-mb", type=int, metavar="N", help="also attach an N MB blob from Azurite (by reference)"
@@ -57,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         response = send.get_user_function()(request)
 
         print(f"Local stand-ins: Entra ID {cloud.entra.url}, Key Vault {cloud.vault.url}, Graph {cloud.graph.url}")
-        print(f"Credential: {args.credential} from Key Vault\n")
+        print(f"Credential: {_CREDENTIAL[args.credential]}\n")
         print(f"POST /api/send -> HTTP {response.status_code}")
         print(json.dumps(json.loads(response.get_body()), indent=2))
         print("\nWhat Graph received:")
@@ -74,9 +81,17 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"message": sent.message, "saveToSentItems": sent.save_to_sent_items}, indent=2))
         print(
             f"\nToken requests: {sum(cloud.entra.token_requests.values())}, "
+            f"managed identity token requests: {sum(cloud.identity.requests.values())}, "
             f"Key Vault reads: {sum(cloud.vault.reads.values())}, Graph requests: {sum(cloud.graph.requests.values())}"
         )
         return 0 if response.status_code == 202 and cloud.graph.sent else 1
+
+
+_CREDENTIAL = {
+    "secret": "client secret from Key Vault",
+    "certificate": "certificate (PFX) from Key Vault",
+    "federated": "federated: the managed identity's token is the client assertion; no secret, no Key Vault read",
+}
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """Run m365send locally over real HTTP until Ctrl-C: ``./scripts/local`` (``python -m standins.local_run``).
 
-Starts the Entra ID, Key Vault and Graph stand-ins and Azurite, points the app settings at them,
+Starts the Entra ID, Key Vault, managed identity and Graph stand-ins and Azurite, points the app settings at them,
 serves the app's decorated HTTP functions on ``http://127.0.0.1:7071/api/...`` with a function key,
 and runs the queue function over Azurite's outbox queue. It prints the key, the ``curl`` commands
 and the settings for ``m365send enqueue``, then a line for each email the Graph stand-in receives.
@@ -50,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--env-file", type=Path, default=ROOT / ".local" / "env", help="where to write the settings for m365send"
     )
+    parser.add_argument(
+        "--credential",
+        choices=["secret", "certificate", "federated"],
+        default="secret",
+        help="how the app registration authenticates (federated: the managed identity's token, no secret)",
+    )
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # Ctrl-C stops it even when started from a shell that ignores SIGINT in the background; so does SIGTERM.
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(cloud: Any, azurite: Any, args: argparse.Namespace) -> int:
-    cloud.apply("secret")
+    cloud.apply(args.credential)
     os.environ.update({"AzureWebJobsStorage": azurite.connection_string})
     import function_app
     from standins.functions_host import FunctionsHttpHost
@@ -97,7 +103,11 @@ def _serve(cloud: Any, azurite: Any, args: argparse.Namespace) -> int:
     env_file: Path = args.env_file
     env_file.parent.mkdir(parents=True, exist_ok=True)
     # Everything the app reads, so `m365send` in another terminal works against the same stand-ins.
-    settings = {**cloud.env("secret"), "AzureWebJobsStorage": azurite.connection_string, "M365_QUEUE_NAME": queue_name}
+    settings = {
+        **cloud.env(args.credential),
+        "AzureWebJobsStorage": azurite.connection_string,
+        "M365_QUEUE_NAME": queue_name,
+    }
     env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in settings.items()))
     shown = env_file.relative_to(ROOT) if env_file.is_relative_to(ROOT) else env_file
     example = shlex.quote(
@@ -109,6 +119,7 @@ m365send is running locally (the app's own functions, served by standins/functio
   Function key:  {host.key}
   API:           {base}/send  {base}/validate  {base}/messages/<key>  {base}/health  {base}/openapi.json
   Mailbox:       {cloud.mailbox.upn} (the Graph stand-in; it records, nothing leaves this machine)
+  Credential:    {args.credential}
 
 Try, in another terminal:
   curl -s {base}/health

@@ -28,6 +28,14 @@ def test_demo_sends_the_seed_example_and_shows_what_graph_received(credential: s
     assert "Key Vault reads: " in result.stdout
 
 
+def test_demo_with_the_federated_credential_reads_no_secret() -> None:
+    result = demo("--credential", "federated")
+
+    assert result.returncode == 0, result.stderr
+    assert "POST /api/send -> HTTP 202" in result.stdout
+    assert "managed identity token requests: 1, Key Vault reads: 0" in result.stdout
+
+
 def test_demo_attaches_a_large_blob_through_a_draft() -> None:
     result = demo("--attach-blob-mb", "5")
 

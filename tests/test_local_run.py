@@ -43,9 +43,12 @@ class LocalRun:
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
-    env_file = tmp_path_factory.mktemp("local") / "env"
+    yield from _local_run(tmp_path_factory.mktemp("local") / "env")
+
+
+def _local_run(env_file: Path, *options: str) -> Iterator[LocalRun]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "standins.local_run", "--port", "0", "--env-file", str(env_file)],
+        [sys.executable, "-m", "standins.local_run", "--port", "0", "--env-file", str(env_file), *options],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -92,6 +95,24 @@ def test_a_send_over_http_is_accepted_and_reaches_the_graph_stand_in(local_run: 
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "accepted"
     local_run.wait_for(r"sent 'Over HTTP' to curl@fabrikam.com")
+
+
+def test_the_local_run_sends_with_the_federated_credential(tmp_path: Path) -> None:
+    run = _local_run(tmp_path / "env", "--credential", "federated")
+    local = next(run)
+    message = {"To": "fic@fabrikam.com", "From": {"Address": "notifications@contoso.com"}, "Subject": "Federated"}
+    try:
+        response = httpx.post(f"{local.base}/send", params={"code": local.key}, json=message)
+        settings = local.env_file.read_text()
+        health = httpx.get(f"{local.base}/health").json()
+        local.wait_for(r"sent 'Federated' to fic@fabrikam.com")
+    finally:
+        next(run, None)
+
+    assert response.status_code == 202, response.text
+    assert "M365_FEDERATED_CLIENT_ID=" in settings
+    assert "M365_CLIENT_SECRET_NAME" not in settings
+    assert health["checks"]["credential"] == "federated credential (managed identity)"
 
 
 def test_validate_names_the_field_that_is_wrong(local_run: LocalRun) -> None:
