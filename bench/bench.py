@@ -24,10 +24,15 @@ from typing import Any
 
 
 @contextmanager
-def standins(apps: int = 3) -> Iterator[dict[str, str]]:
-    """The stand-ins in a child process; yields the app settings that point at them."""
+def standins(
+    apps: int = 3, credential: str = "secret", counts: dict[str, int] | None = None
+) -> Iterator[dict[str, str]]:
+    """The stand-ins in a child process; yields the app settings that point at them.
+
+    ``counts``, if given, receives what the stand-ins were asked once they stop.
+    """
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.standin_process", "--apps", str(apps)],
+        [sys.executable, "-m", "bench.standin_process", "--apps", str(apps), "--credential", credential],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -39,7 +44,10 @@ def standins(apps: int = 3) -> Iterator[dict[str, str]]:
         yield settings
     finally:
         process.stdin.close()
+        last = process.stdout.readline()
         process.wait(timeout=30)
+        if counts is not None and last.strip():
+            counts.update(json.loads(last))
 
 
 def measure(mode: str, env: dict[str, str], count: int = 0, module: str = "bench.children") -> dict[str, Any]:
@@ -89,9 +97,10 @@ def main() -> None:
     parser.add_argument("--delivery-sends", type=int, default=200, help="keyed sends per row of table 6")
     parser.add_argument(
         "--only",
-        choices=["send", "scaleout", "memory", "delivery"],
-        help="send: tables 1-4 (cold start, CPU, throughput, economy); scaleout: table 3b (3 workers, shared "
-        "pacing); memory: tables 5 and 5b; delivery: table 6 (verified delivery's cost); default: all",
+        choices=["send", "federated", "scaleout", "memory", "delivery"],
+        help="send: tables 1-4 (cold start, CPU, throughput, economy); federated: table 4b (the federated "
+        "credential beside the client secret); scaleout: table 3b (3 workers, shared pacing); memory: tables 5 "
+        "and 5b; delivery: table 6 (verified delivery's cost); default: all",
     )
     args = parser.parse_args()
     print(
@@ -101,6 +110,10 @@ def main() -> None:
 
     if args.only in (None, "send"):
         send_tables(args)
+    if args.only in (None, "federated"):
+        from bench import federated
+
+        print(federated.report(federated.measure(args.runs, args.sends, args.economy_sends)))
     if args.only in (None, "scaleout"):
         print(scaleout_table(args.messages))
     if args.only in (None, "memory"):

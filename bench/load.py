@@ -128,6 +128,7 @@ def economy(count: int) -> dict[str, Any]:
         "token_requests": totals.get("m365send.token.requests[miss]", 0),
         "token_cache_hits": totals.get("m365send.token.requests[hit]", 0),
         "key_vault_reads": totals.get("m365send.keyvault.reads", 0),
+        "assertions": totals.get("m365send.assertion.requests", 0),
     }
 
 
