@@ -138,7 +138,7 @@ def warmup(warmup: WarmUpContext) -> None:
 
 
 @app.function_name("outbox")
-@app.queue_trigger(arg_name="msg", queue_name=QUEUE_NAME, connection="AzureWebJobsStorage")
+@app.queue_trigger(arg_name="msg", queue_name=QUEUE_NAME, connection="M365Storage")
 def outbox(msg: func.QueueMessage) -> None:
     """One outbox message: sent once, dead-lettered with a reason, or handed back with a delay.
 

@@ -47,7 +47,7 @@ def _run(cloud: LocalCloud, azurite: Azurite, mode: str, latency: float, sends: 
     os.environ.update(
         {
             **cloud.env(),
-            "AzureWebJobsStorage": azurite.connection_string,
+            "M365Storage": azurite.connection_string,
             "M365_SEND_TABLE": f"bench{uuid.uuid4().hex[:10]}",
             "M365_DELIVERY_MODE": mode,
         }

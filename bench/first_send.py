@@ -2,7 +2,7 @@
 
     python -m bench.first_send [RUNS]     # default 7; median wall ms of fresh processes, stand-ins apart
 
-With ``AzureWebJobsStorage`` set (always so in Azure), the first Graph request builds the shared
+With ``M365Storage`` set (always so in Azure), the first Graph request builds the shared
 mailbox limiter, which imports the Blob and Table SDKs; without it, nothing is shared and nothing
 of storage is imported. The floor is the mandated libraries alone (see ``bench.children``).
 """
@@ -23,7 +23,7 @@ def main(runs: int) -> None:
     try:
         with standins() as settings:
             base = {**os.environ, **settings}
-            with_storage = {**base, "AzureWebJobsStorage": azurite.connection_string}
+            with_storage = {**base, "M365Storage": azurite.connection_string}
             cases = (
                 ("import azure.functions only", "import-functions", base),
                 ("floor: the mandated libraries alone", "first-send-floor", base),

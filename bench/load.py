@@ -39,7 +39,7 @@ def throughput(count: int) -> dict[str, Any]:
             os.environ.update(cloud.env())
             os.environ.update(
                 {
-                    "AzureWebJobsStorage": azurite.connection_string,
+                    "M365Storage": azurite.connection_string,
                     "M365_GRAPH_MAILBOX_CONCURRENCY": str(LIMITS["concurrency"]),
                     "M365_GRAPH_MAILBOX_RATE": str(LIMITS["rate"]),
                     "M365_GRAPH_MAILBOX_WINDOW_SECONDS": str(LIMITS["window"]),

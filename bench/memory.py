@@ -77,7 +77,7 @@ def measure(megabytes: int) -> dict[str, Any]:
             env = {
                 **os.environ,
                 **settings,
-                "AzureWebJobsStorage": azurite.connection_string,
+                "M365Storage": azurite.connection_string,
                 "M365_ATTACHMENT_CONTAINERS": CONTAINER,
             }
             figures = run_worker("bench.memory", ["--worker", f"{CONTAINER}/big.bin"], env, timeout=600)

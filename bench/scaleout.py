@@ -77,7 +77,7 @@ def run(count: int, *, pacing: str, mailboxes: int) -> dict[str, Any]:
             env = {
                 **os.environ,
                 **cloud.env(),
-                "AzureWebJobsStorage": azurite.connection_string,
+                "M365Storage": azurite.connection_string,
                 "M365_QUEUE_NAME": f"outbox-{suffix}",
                 "M365_SEND_TABLE": f"sends{suffix}",
                 "M365_ALLOWED_SENDERS": f"{cloud.mailbox.upn},{SECOND_MAILBOX}",

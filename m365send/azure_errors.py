@@ -90,7 +90,7 @@ def _map(
             return DependencyUnavailable(f"{what} is unreachable: {type(exc).__name__}")
         reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
         return DependencyUnavailable(
-            f"{what} at {where} is unreachable ({reason}): check AzureWebJobsStorage, and that the "
+            f"{what} at {where} is unreachable ({reason}): check M365Storage, and that the "
             "storage account (or, locally, Azurite: ./scripts/local) is running"
         )
     permanent = status is not None and status not in _TRANSIENT and status < 500

@@ -69,7 +69,7 @@ class BlobAttachments:
     def __init__(
         self, *, sources: Mapping[str, str | None], connect: Callable[[str | None], BlobServiceClient]
     ) -> None:
-        """``sources``: allowed container → its account's blob URL (None: the host's account)."""
+        """``sources``: allowed container → its account's blob URL (None: the app's data account)."""
         self._sources = dict(sources)
         self._connect = connect
         self._services: dict[str | None, BlobServiceClient] = {}

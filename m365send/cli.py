@@ -350,7 +350,7 @@ def _status(worker: Worker, args: argparse.Namespace) -> int:
 
 _FIXES = {
     "configuration": "set the app settings named above (see docs/settings.md)",
-    "credential": "check the secret or certificate in Key Vault and the app registration (docs/deploy.md, step 4)",
+    "credential": "check the secret or certificate in Key Vault and the app registration (docs/deploy.md, step 4b)",
     "dependency-unavailable": "the service is unreachable from here: check the network, then try again",
     "sender-not-allowed": "add the mailbox to M365_ALLOWED_SENDERS",
 }

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     mailbox_concurrency: int = Field(default=4, ge=1, validation_alias="M365_GRAPH_MAILBOX_CONCURRENCY")
     mailbox_rate: int = Field(default=10_000, ge=1, validation_alias="M365_GRAPH_MAILBOX_RATE")
     mailbox_window: float = Field(default=600.0, gt=0, validation_alias="M365_GRAPH_MAILBOX_WINDOW_SECONDS")
-    # shared: those limits hold across every instance (blob leases and a Table window in the host's
+    # shared: those limits hold across every instance (blob leases and a Table window in the data
     # storage); worker: each worker paces itself, as when the shared limiter's storage is down.
     graph_pacing: Literal["shared", "worker"] = Field(default="shared", validation_alias="M365_GRAPH_PACING")
     pacing_container: str = Field(
@@ -86,13 +86,14 @@ class Settings(BaseSettings):
     )
     # Blob leases last 15 to 60 s; longer than one Graph request, so a slot is not lost mid-request.
     pacing_lease_seconds: int = Field(default=30, ge=15, le=60, validation_alias="M365_PACING_LEASE_SECONDS")
-    # Storage: the Functions host's own connection, as a connection string (Azurite) or identity-based.
-    storage_connection: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
-    queue_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__queueServiceUri")
-    table_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__tableServiceUri")
-    blob_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__blobServiceUri")
-    storage_client_id: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__clientId")
-    # Containers attachments may be read from: a name (in the host's storage account) or a container URL.
+    # The app's data account ("M365Storage", also the queue trigger's connection), as a connection string
+    # (Azurite) or identity-based. The Functions host's AzureWebJobsStorage is another account in Azure.
+    storage_connection: str | None = Field(default=None, validation_alias="M365Storage")
+    queue_service_uri: str | None = Field(default=None, validation_alias="M365Storage__queueServiceUri")
+    table_service_uri: str | None = Field(default=None, validation_alias="M365Storage__tableServiceUri")
+    blob_service_uri: str | None = Field(default=None, validation_alias="M365Storage__blobServiceUri")
+    storage_client_id: str | None = Field(default=None, validation_alias="M365Storage__clientId")
+    # Containers attachments may be read from: a name (in the data account) or a container URL.
     attachment_containers: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), validation_alias="M365_ATTACHMENT_CONTAINERS"
     )
@@ -212,7 +213,7 @@ class Settings(BaseSettings):
         if own_account and not (self.storage_connection or self.blob_service_uri):
             raise ValueError(
                 "M365_ATTACHMENT_CONTAINERS names containers of the app's own storage account, so set "
-                "AzureWebJobsStorage or AzureWebJobsStorage__blobServiceUri"
+                "M365Storage or M365Storage__blobServiceUri"
             )
         if self.queue_name in self.completion_queues or f"{self.queue_name}-poison" in self.completion_queues:
             raise ValueError("M365_COMPLETION_QUEUES must not name the outbox queue or its poison queue")
@@ -241,7 +242,7 @@ class Settings(BaseSettings):
 
     @property
     def attachment_sources(self) -> dict[str, str | None]:
-        """Allowed attachment containers → their storage account's blob URL (None: the host's own account)."""
+        """Allowed attachment containers → their storage account's blob URL (None: the data account)."""
         return {container: account for account, container in map(container_location, self.attachment_containers)}
 
     @property

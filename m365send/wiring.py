@@ -97,7 +97,7 @@ def _app_credential(settings: Settings, secrets: KeyVaultSecrets | None) -> AppC
 
 
 def _storage_credential(settings: Settings) -> DefaultAzureCredential:
-    """The app's identity for Storage (the host's own ``AzureWebJobsStorage__clientId`` first)."""
+    """The app's identity for Storage (``M365Storage__clientId`` first)."""
     return DefaultAzureCredential(
         managed_identity_client_id=settings.storage_client_id or settings.managed_identity_client_id
     )
@@ -124,7 +124,7 @@ def _blob_connector(settings: Settings) -> Callable[[str | None], BlobServiceCli
         if account is None and settings.storage_connection:
             return BlobServiceClient.from_connection_string(settings.storage_connection, **options)
         url = account or settings.blob_service_uri
-        assert url  # settings require a blob endpoint for the host's own containers
+        assert url  # settings require a blob endpoint for the data account's containers
         return BlobServiceClient(account_url=url, credential=_storage_credential(settings), **options)
 
     return connect
@@ -346,16 +346,16 @@ def _queue_clients(settings: Settings) -> tuple[Callable[[], OutboxClient], Call
 
 
 def build_storage(settings: Settings) -> Storage:
-    """Table clients from the Functions host's own storage connection (created once); queue clients on first use."""
+    """Table clients from the app's data account, M365Storage (created once); queue clients on first use."""
     from azure.data.tables import TableServiceClient
 
     from m365send.tables import TableDeadLetters, TableSendLog
 
     if not settings.storage_configured:
         raise ConfigurationInvalid(
-            "set AzureWebJobsStorage (a connection string) or AzureWebJobsStorage__queueServiceUri and "
-            "AzureWebJobsStorage__tableServiceUri (identity-based) for queued and idempotent sends",
-            settings=["AzureWebJobsStorage"],
+            "set M365Storage (a connection string) or M365Storage__queueServiceUri and "
+            "M365Storage__tableServiceUri (identity-based) for queued and idempotent sends",
+            settings=["M365Storage"],
             exception="PropertyNullException",
         )
     if settings.storage_connection:

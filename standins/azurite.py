@@ -85,7 +85,7 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        """A storage connection string, as ``AzureWebJobsStorage`` holds it locally."""
+        """A storage connection string, as ``M365Storage`` holds it locally."""
         return (
             f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
             f"BlobEndpoint={self.endpoint('blob')};QueueEndpoint={self.endpoint('queue')};"

@@ -111,7 +111,7 @@ def _with_blob(message: dict[str, Any], megabytes: int, azurite: Azurite) -> tup
     name = f"demo-{megabytes}MB.bin"
     container = BlobServiceClient.from_connection_string(azurite.connection_string).create_container("attachments")
     container.upload_blob(name, data)
-    os.environ.update({"AzureWebJobsStorage": azurite.connection_string, "M365_ATTACHMENT_CONTAINERS": "attachments"})
+    os.environ.update({"M365Storage": azurite.connection_string, "M365_ATTACHMENT_CONTAINERS": "attachments"})
     attachments = [*message.get("Attachments", []), {"Blob": f"attachments/{name}"}]
     return {**message, "Attachments": attachments}, hashlib.sha256(data).hexdigest()
 

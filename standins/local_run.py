@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(cloud: Any, azurite: Any, args: argparse.Namespace) -> int:
     cloud.apply(args.credential)
-    os.environ.update({"AzureWebJobsStorage": azurite.connection_string})
+    os.environ.update({"M365Storage": azurite.connection_string})
     import function_app
     from standins.functions_host import FunctionsHttpHost
     from standins.queue_host import QueueHost
@@ -105,7 +105,7 @@ def _serve(cloud: Any, azurite: Any, args: argparse.Namespace) -> int:
     # Everything the app reads, so `m365send` in another terminal works against the same stand-ins.
     settings = {
         **cloud.env(args.credential),
-        "AzureWebJobsStorage": azurite.connection_string,
+        "M365Storage": azurite.connection_string,
         "M365_QUEUE_NAME": queue_name,
     }
     env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in settings.items()))

@@ -58,9 +58,9 @@ _ENV = [
     "MSI_ENDPOINT",
     "REQUESTS_CA_BUNDLE",
     "SSL_CERT_FILE",
-    "AzureWebJobsStorage",
-    "AzureWebJobsStorage__queueServiceUri",
-    "AzureWebJobsStorage__tableServiceUri",
+    "M365Storage",
+    "M365Storage__queueServiceUri",
+    "M365Storage__tableServiceUri",
     "M365_QUEUE_NAME",
     "M365_SEND_TABLE",
     "M365_SEND_LEASE_SECONDS",
@@ -70,7 +70,7 @@ _ENV = [
     "M365_QUEUE_MAX_DELAY_SECONDS",
     "M365_ATTACHMENT_CONTAINERS",
     "M365_MESSAGE_MAX_MB",
-    "AzureWebJobsStorage__blobServiceUri",
+    "M365Storage__blobServiceUri",
 ]
 
 
@@ -155,7 +155,7 @@ def storage_settings(azurite: Azurite) -> dict[str, str]:
     """Settings for a fresh queue and table in Azurite, with a short lease so take-overs are quick."""
     suffix = uuid.uuid4().hex[:10]
     return {
-        "AzureWebJobsStorage": azurite.connection_string,
+        "M365Storage": azurite.connection_string,
         "M365_QUEUE_NAME": f"outbox-{suffix}",
         "M365_SEND_TABLE": f"sends{suffix}",
         "M365_SEND_LEASE_SECONDS": "1",
@@ -190,7 +190,7 @@ class AttachmentStore:
         )
         return {
             **self.settings,
-            "AzureWebJobsStorage": f"BlobEndpoint={self.blob_endpoint};SharedAccessSignature={sas}",
+            "M365Storage": f"BlobEndpoint={self.blob_endpoint};SharedAccessSignature={sas}",
         }
 
     def put(self, name: str, data: bytes, content_type: str | None = None) -> str:
@@ -208,7 +208,7 @@ def attachment_store(azurite: Azurite) -> Iterator[AttachmentStore]:
     yield AttachmentStore(
         name,
         client,
-        {"AzureWebJobsStorage": azurite.connection_string, "M365_ATTACHMENT_CONTAINERS": name},
+        {"M365Storage": azurite.connection_string, "M365_ATTACHMENT_CONTAINERS": name},
         azurite.endpoint("blob"),
     )
     client.delete_container()
@@ -247,7 +247,7 @@ def queue_host(configure: Configure, storage_settings: dict[str, str]) -> Callab
     def _host(credential: Credential = "secret", **overrides: str | None) -> QueueHost:
         configure(credential, **{**storage_settings, **overrides})
         return QueueHost(
-            storage_settings["AzureWebJobsStorage"],
+            storage_settings["M365Storage"],
             storage_settings["M365_QUEUE_NAME"],
             function=indexed_functions()["outbox"].get_user_function(),
         )

@@ -191,13 +191,13 @@ def base_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         "M365_SENDER": "notifications@contoso.com",
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("AzureWebJobsStorage", "AzureWebJobsStorage__blobServiceUri", "M365_ATTACHMENT_CONTAINERS"):
+    for name in ("M365Storage", "M365Storage__blobServiceUri", "M365_ATTACHMENT_CONTAINERS"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 
 def test_attachment_containers_may_name_own_containers_and_other_accounts(base_env: pytest.MonkeyPatch) -> None:
-    base_env.setenv("AzureWebJobsStorage__blobServiceUri", "https://own.blob.core.windows.net/")
+    base_env.setenv("M365Storage__blobServiceUri", "https://own.blob.core.windows.net/")
     base_env.setenv(
         "M365_ATTACHMENT_CONTAINERS", "attachments; https://reports.blob.core.windows.net/monthly, invoices"
     )
@@ -214,7 +214,7 @@ def test_attachment_containers_may_name_own_containers_and_other_accounts(base_e
 def test_own_containers_need_the_hosts_blob_endpoint(base_env: pytest.MonkeyPatch) -> None:
     base_env.setenv("M365_ATTACHMENT_CONTAINERS", "attachments")
 
-    with pytest.raises(ConfigurationInvalid, match="AzureWebJobsStorage__blobServiceUri"):
+    with pytest.raises(ConfigurationInvalid, match="M365Storage__blobServiceUri"):
         load_settings()
 
 
@@ -223,7 +223,7 @@ def test_own_containers_need_the_hosts_blob_endpoint(base_env: pytest.MonkeyPatc
     ["Attachments", "http://reports.blob.core.windows.net/monthly", "a,https://x.blob.core.windows.net/a"],
 )
 def test_bad_attachment_containers_are_named(base_env: pytest.MonkeyPatch, value: str) -> None:
-    base_env.setenv("AzureWebJobsStorage__blobServiceUri", "https://own.blob.core.windows.net/")
+    base_env.setenv("M365Storage__blobServiceUri", "https://own.blob.core.windows.net/")
     base_env.setenv("M365_ATTACHMENT_CONTAINERS", value)
 
     with pytest.raises(ConfigurationInvalid) as caught:

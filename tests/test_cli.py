@@ -192,7 +192,7 @@ def test_enqueue_puts_the_message_on_the_outbox(
 ) -> None:
     configure(**storage_settings)
     host = QueueHost(
-        storage_settings["AzureWebJobsStorage"],
+        storage_settings["M365Storage"],
         storage_settings["M365_QUEUE_NAME"],
         function=indexed_functions()["outbox"].get_user_function(),
     )
@@ -326,11 +326,11 @@ def test_unreachable_storage_names_its_endpoint_and_what_to_check(run: Run) -> N
         "QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
     )
 
-    code, _, err = run("enqueue", "--to", "ann@fabrikam.com", AzureWebJobsStorage=dead)
+    code, _, err = run("enqueue", "--to", "ann@fabrikam.com", M365Storage=dead)
 
     assert code == 1
     assert "at http://127.0.0.1:9/devstoreaccount1 is unreachable (connection refused)" in err
-    assert "check AzureWebJobsStorage" in err
+    assert "check M365Storage" in err
     assert "Traceback" not in err
 
 
@@ -365,5 +365,5 @@ def test_status_without_storage_settings_is_one_line_naming_the_setting(run: Run
 
     assert code == 1
     assert err.count("\n") == 1
-    assert "AzureWebJobsStorage" in err
+    assert "M365Storage" in err
     assert "Traceback" not in out + err

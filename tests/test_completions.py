@@ -39,7 +39,7 @@ def test_a_sent_message_is_announced_on_the_named_queue_in_the_status_shape(
 
     host.drain()
 
-    [done] = completions(storage_settings["AzureWebJobsStorage"], "orders-done")
+    [done] = completions(storage_settings["M365Storage"], "orders-done")
     status = status_of("order-1").body
     assert (done["idempotencyKey"], done["via"], done["status"]) == ("order-1", "queue", "sent")
     assert done["graphRequestId"] == status["graphRequestId"]
@@ -54,7 +54,7 @@ def test_a_dead_lettered_message_is_announced_with_its_problem(
 
     host.drain()
 
-    [done] = completions(storage_settings["AzureWebJobsStorage"], "orders-done2")
+    [done] = completions(storage_settings["M365Storage"], "orders-done2")
     assert done["status"] == "dead-lettered"
     assert done["problem"]["type"].endswith("sender-not-allowed")
 
@@ -71,7 +71,7 @@ def test_a_queue_not_in_the_allow_list_is_dead_lettered_and_nothing_is_sent(
     assert status["status"] == "dead-lettered"
     assert "M365_COMPLETION_QUEUES" in status["detail"]
     assert cloud.graph.sent == []
-    assert completions(storage_settings["AzureWebJobsStorage"], "someone-elses-queue") == []
+    assert completions(storage_settings["M365Storage"], "someone-elses-queue") == []
 
 
 def test_a_completion_that_cannot_be_sent_does_not_resend_the_email(
@@ -111,7 +111,7 @@ def test_a_completion_lost_to_a_worker_that_died_after_recording_is_sent_on_rede
 
     host.drain()
 
-    [done] = completions(storage_settings["AzureWebJobsStorage"], "orders-done5")
+    [done] = completions(storage_settings["M365Storage"], "orders-done5")
     assert (done["idempotencyKey"], done["status"]) == ("order-5", "sent")
     assert done["graphRequestId"] == status_of("order-5").body["graphRequestId"]
     assert len(cloud.graph.sent) == 1
@@ -131,7 +131,7 @@ def test_a_copy_that_runs_out_of_attempts_after_another_copy_sent_the_key_is_a_d
     host.put_raw(exhausted_copy)
     host.drain()
 
-    told = completions(storage_settings["AzureWebJobsStorage"], "orders-done6")
+    told = completions(storage_settings["M365Storage"], "orders-done6")
     assert [c["status"] for c in told] == ["sent", "sent"]
     assert function_app.current_worker().storage().dead_letters.list() == []
     assert status_of("order-6").body["status"] == "sent"

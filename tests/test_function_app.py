@@ -38,7 +38,7 @@ def test_outbox_is_a_queue_trigger_on_the_configured_queue_over_the_host_storage
     [trigger] = [b for b in outbox.get_bindings() if b.type == "queueTrigger"]
 
     assert trigger.queue_name == "email-outbox"
-    assert trigger.connection == "AzureWebJobsStorage"
+    assert trigger.connection == "M365Storage"
 
 
 def test_the_core_imports_no_azure_functions() -> None:

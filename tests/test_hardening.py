@@ -228,7 +228,7 @@ def test_a_content_type_with_a_trailing_newline_is_refused(api: SendApi, seed_me
 # --- 7. health shows names, never values ---------------------------------------------------------
 def test_health_names_bad_settings_without_their_values(configure: Configure) -> None:
     secret_looking = "http://contosoprivate.blob.core.windows.net/attachments?sig=abc123"  # not https: refused
-    configure(M365_ATTACHMENT_CONTAINERS=secret_looking, AzureWebJobsStorage=None)
+    configure(M365_ATTACHMENT_CONTAINERS=secret_looking, M365Storage=None)
 
     answer = invoke("health", "GET")
 
@@ -251,7 +251,7 @@ def test_deadletters_with_table_storage_down_is_one_clear_line(
         f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={base64.b64encode(b'k' * 32).decode()};"
         f"TableEndpoint=http://127.0.0.1:{port}/{account};QueueEndpoint=http://127.0.0.1:{port}/{account};"
     )
-    configure(AzureWebJobsStorage=connection)
+    configure(M365Storage=connection)
 
     code = cli.main(["deadletters", "list"], worker=function_app.current_worker())
 

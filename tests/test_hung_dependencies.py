@@ -43,10 +43,10 @@ def api_over_hanging_tables(
     configure: Configure, storage_settings: dict[str, str], azurite: Azurite, hanging_tables: HangingRelay
 ) -> Any:
     """The HTTP trigger on a worker whose Table storage is reached through the relay."""
-    table = storage_settings["AzureWebJobsStorage"].replace(
+    table = storage_settings["M365Storage"].replace(
         azurite.endpoint("table"), f"{hanging_tables.url()}/devstoreaccount1"
     )
-    return configure(**{**storage_settings, "AzureWebJobsStorage": table, "M365_SEND_LEASE_SECONDS": "300"})
+    return configure(**{**storage_settings, "M365Storage": table, "M365_SEND_LEASE_SECONDS": "300"})
 
 
 def _timed_post(api: Any, message: dict[str, Any], key: str) -> tuple[Answer, float]:

@@ -111,7 +111,7 @@ def test_an_idempotency_key_without_storage_configured_names_the_setting(
     answer = api.post(seed_message, headers={"Idempotency-Key": "k"})
 
     assert answer.status == 500
-    assert answer.body["settings"] == ["AzureWebJobsStorage"]
+    assert answer.body["settings"] == ["M365Storage"]
 
 
 def test_an_overlong_idempotency_key_is_400(api: SendApi, seed_message: dict[str, Any]) -> None:

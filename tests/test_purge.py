@@ -22,7 +22,7 @@ def test_the_daily_purge_deletes_expired_records_and_dead_letters_and_keeps_live
     configure(**storage_settings)
     live = function_app.current_worker().sends()
     live.reserve("new-key", "hash")
-    table = TableServiceClient.from_connection_string(storage_settings["AzureWebJobsStorage"]).get_table_client(
+    table = TableServiceClient.from_connection_string(storage_settings["M365Storage"]).get_table_client(
         storage_settings["M365_SEND_TABLE"]
     )
     # Written eight days ago with a seven-day window: expired a day ago.

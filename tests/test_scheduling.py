@@ -196,7 +196,7 @@ def test_over_http_without_storage_a_scheduled_message_is_refused_naming_the_set
     answer = api.post({**seed_message, "SendAt": at(600)})
 
     assert answer.status == 500
-    assert "AzureWebJobsStorage" in answer.body["detail"]
+    assert "M365Storage" in answer.body["detail"]
     assert cloud.graph.sent == []
 
 

@@ -258,7 +258,7 @@ def test_a_send_still_goes_out_when_the_limiters_storage_is_down(
         "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
         "QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;"
     )
-    api = configure(AzureWebJobsStorage=dead)
+    api = configure(M365Storage=dead)
 
     with caplog.at_level(logging.WARNING, logger="m365send.shared_pacing"):
         response = api.post(seed_message)

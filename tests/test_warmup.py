@@ -93,7 +93,7 @@ def test_with_storage_down_the_warm_up_still_pays_the_credential_and_token(
         "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;"
         "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
     )
-    configure(AzureWebJobsStorage=dead)
+    configure(M365Storage=dead)
 
     with caplog.at_level(logging.WARNING):
         warm_up()
