@@ -1,5 +1,7 @@
 // m365send: Function App (Flex Consumption, Python 3.11) that sends email as a Microsoft 365
-// mailbox through Microsoft Graph, with its storage, Key Vault, identity, RBAC and monitoring.
+// mailbox through Microsoft Graph, with its storage (the host's account and the app's data account),
+// identity, RBAC and monitoring; Key Vault only for the client secret and certificate modes; and,
+// optionally, the app registration itself (createAppRegistration).
 targetScope = 'subscription'
 
 @minLength(1)
@@ -11,24 +13,24 @@ param environmentName string
 @description('Azure region for every resource (one that offers Flex Consumption).')
 param location string
 
-@description('Object id of the identity deploying (azd sets it), so it may upload the deployment package.')
-param principalId string = ''
-@allowed(['User', 'ServicePrincipal'])
-@description('What deploys: a person running azd (User), or a pipeline\'s service principal (ServicePrincipal).')
-param principalType string = 'User'
-
 // --- Microsoft 365 ---------------------------------------------------------------------------
 @description('Entra tenant of the app registration that has Graph Mail.Send; empty: the subscription\'s tenant.')
 param m365TenantId string = ''
-@description('Client id of that app registration.')
-param m365ClientId string
+@description('Client id of that app registration; empty when createAppRegistration creates it.')
+param m365ClientId string = ''
 @description('Default mailbox to send as: UPN or object id.')
 param m365Sender string
 @description('Other mailboxes and From addresses requests may use, comma-separated. Required when m365Sender is an object id.')
 param m365AllowedSenders string = ''
-@allowed(['secret', 'certificate'])
-@description('How the app registration authenticates: a client secret or a PFX certificate, both kept in Key Vault.')
-param credentialType string = 'secret'
+@allowed(['federated', 'secret', 'certificate'])
+@description('How the app registration authenticates. federated (recommended): it trusts the Function App\'s managed identity, no secret exists and no Key Vault is deployed; secret or certificate: kept in Key Vault.')
+param credentialType string = 'federated'
+@description('The federated credential\'s audience in this cloud: api://AzureADTokenExchange (public), api://AzureADTokenExchangeUSGov, api://AzureADTokenExchangeChina.')
+param tokenExchangeAudience string = 'api://AzureADTokenExchange'
+@description('Create the app registration, its federated credential, service principal and Graph permissions with the Microsoft Graph Bicep extension (needs the deployer to hold Entra roles; federated mode only).')
+param createAppRegistration bool = false
+@description('Also grant Mail.ReadWrite to a created app registration: messages over about 3 MB and verified delivery go through drafts.')
+param grantMailReadWrite bool = true
 param clientSecretName string = 'm365-client-secret'
 param certificateName string = 'm365-certificate'
 @description('Key Vault secret holding the PFX password; empty when the PFX has none (a Key Vault certificate has none).')
@@ -76,8 +78,12 @@ param completionQueueName string = 'email-completions'
 param onBehalfOf string = ''
 @minValue(1)
 @maxValue(1000)
-@description('Most instances the app scales out to. Shared pacing keeps any number within one mailbox\'s Graph limits (about 16 emails/s at 10,000 per 10 minutes), so more instances help only with many mailboxes; see docs/deploy.md.')
+@description('Most instances of each per-function scale group (Flex Consumption scales the HTTP functions as one group and the queue function in its own), not of the whole app. Shared pacing keeps any number within one mailbox\'s Graph limits (about 16 emails/s at 10,000 per 10 minutes), so more instances help only with many mailboxes; see docs/deploy.md.')
 param maximumInstanceCount int = 40
+@minValue(0)
+@maxValue(20)
+@description('Always-ready instances for the HTTP functions (Flex Consumption\'s answer to cold starts; billed while idle, see docs/deploy.md). 0: scale from zero.')
+param alwaysReady int = 0
 @minValue(1)
 @maxValue(32)
 @description('Queue messages one instance runs at once, overriding host.json\'s extensions.queues.batchSize; more than the mailbox concurrency only queues inside the instance. See docs/deploy.md.')
@@ -106,6 +112,7 @@ param resourceGroupName string = ''
 param functionAppName string = ''
 param functionPlanName string = ''
 param storageAccountName string = ''
+param hostStorageAccountName string = ''
 param keyVaultName string = ''
 param identityName string = ''
 param logAnalyticsName string = ''
@@ -117,7 +124,8 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = { 'azd-env-name': environmentName, service: 'm365send' }
 var functionName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunctions}m365send-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionName, 32)}-${take(resourceToken, 7)}'
-var useExistingVault = !empty(existingKeyVaultName)
+var useVault = credentialType != 'federated'
+var useExistingVault = useVault && !empty(existingKeyVaultName)
 var vaultName = useExistingVault ? existingKeyVaultName : (!empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}')
 var certificateSecretNames = empty(certificatePasswordName) ? [certificateName] : [certificateName, certificatePasswordName]
 var credentialSecretNames = credentialType == 'secret' ? [clientSecretName] : certificateSecretNames
@@ -150,6 +158,20 @@ module monitoring 'app/monitoring.bicep' = {
   }
 }
 
+// The Functions host's own account: host state and the deployment package only.
+module hostStorage 'app/host-storage.bicep' = {
+  name: 'host-storage'
+  scope: rg
+  params: {
+    name: !empty(hostStorageAccountName) ? hostStorageAccountName : '${abbrs.storageStorageAccounts}host${take(resourceToken, 18)}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    privateNetworking: privateNetworking
+  }
+}
+
+// The app's data: outbox and poison queues, send records, pacing, attachments, completions.
 module storage 'app/storage.bicep' = {
   name: 'storage'
   scope: rg
@@ -163,12 +185,23 @@ module storage 'app/storage.bicep' = {
     pacingContainerName: pacingContainerName
     completionQueueName: completionQueueName
     attachmentContainerName: attachmentContainerName
-    deploymentContainerName: deploymentContainerName
     privateNetworking: privateNetworking
   }
 }
 
-module keyVault 'app/keyvault.bicep' = if (!useExistingVault) {
+module appRegistration 'app/app-registration.bicep' = if (createAppRegistration && !useVault) {
+  name: 'app-registration'
+  scope: rg
+  params: {
+    uniqueName: 'm365send-${environmentName}-${resourceToken}'
+    displayName: 'm365send (${environmentName})'
+    identityPrincipalId: identity.outputs.principalId
+    tokenExchangeAudience: tokenExchangeAudience
+    mailReadWrite: grantMailReadWrite
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = if (useVault && !useExistingVault) {
   name: 'keyvault'
   scope: rg
   params: {
@@ -181,7 +214,7 @@ module keyVault 'app/keyvault.bicep' = if (!useExistingVault) {
   }
 }
 
-module keyVaultAccess 'app/keyvault-access.bicep' = {
+module keyVaultAccess 'app/keyvault-access.bicep' = if (useVault) {
   name: 'keyvault-access'
   scope: resourceGroup(vaultResourceGroup)
   params: {
@@ -190,6 +223,7 @@ module keyVaultAccess 'app/keyvault-access.bicep' = {
     secretNames: credentialSecretNames
     // A shared vault is granted per secret only; a vault of our own, per secret once they are uploaded.
     secretScoped: useExistingVault || secretsUploaded
+    ownVault: !useExistingVault
     logAnalyticsId: monitoring.outputs.logAnalyticsId
   }
   dependsOn: [keyVault]
@@ -202,8 +236,9 @@ module network 'app/network.bicep' = if (privateNetworking) {
     name: !empty(vnetName) ? vnetName : '${abbrs.networkVirtualNetworks}${resourceToken}'
     location: location
     tags: tags
+    hostStorageAccountId: hostStorage.outputs.id
     storageAccountId: storage.outputs.id
-    keyVaultId: resourceId(subscription().subscriptionId, vaultResourceGroup, 'Microsoft.KeyVault/vaults', vaultName)
+    keyVaultId: useVault ? resourceId(subscription().subscriptionId, vaultResourceGroup, 'Microsoft.KeyVault/vaults', vaultName) : ''
   }
   dependsOn: [keyVault]
 }
@@ -212,6 +247,7 @@ module rbac 'app/rbac.bicep' = {
   name: 'rbac'
   scope: rg
   params: {
+    hostStorageAccountName: hostStorage.outputs.name
     storageAccountName: storage.outputs.name
     queueName: queueName
     tableName: sendTableName
@@ -219,13 +255,10 @@ module rbac 'app/rbac.bicep' = {
     pacingContainerName: pacingContainerName
     completionQueueName: completionQueueName
     attachmentContainerName: attachmentContainerName
-    deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     principalId: identity.outputs.principalId
-    deployerPrincipalId: principalId
-    deployerPrincipalType: principalType
   }
-  dependsOn: [storage]
+  dependsOn: [storage, hostStorage]
 }
 
 module diagnostics 'app/diagnostics.bicep' = {
@@ -248,15 +281,20 @@ module function 'app/function.bicep' = {
     tags: tags
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
+    hostStorageAccountName: hostStorage.outputs.name
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
     maximumInstanceCount: maximumInstanceCount
+    alwaysReady: alwaysReady
     appSettings: {
       M365_TENANT_ID: empty(m365TenantId) ? subscription().tenantId : m365TenantId
-      M365_CLIENT_ID: m365ClientId
-      KEY_VAULT_URL: keyVaultAccess.outputs.uri
+      M365_CLIENT_ID: createAppRegistration && !useVault ? appRegistration.outputs.appId : m365ClientId
+      // Federated: the app registration trusts this identity; its token is the client assertion.
+      M365_FEDERATED_CLIENT_ID: useVault ? '' : identity.outputs.clientId
+      M365_TOKEN_EXCHANGE_AUDIENCE: tokenExchangeAudience
+      KEY_VAULT_URL: useVault ? keyVaultAccess.outputs.uri : ''
       M365_CLIENT_SECRET_NAME: credentialType == 'secret' ? clientSecretName : ''
       M365_CERTIFICATE_NAME: credentialType == 'certificate' ? certificateName : ''
       M365_CERTIFICATE_PASSWORD_NAME: credentialType == 'certificate' ? certificatePasswordName : ''
@@ -303,12 +341,21 @@ output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = function.outputs.name
 output SEND_URL string = 'https://${function.outputs.defaultHostName}/api/send'
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_HOST_STORAGE_ACCOUNT_NAME string = hostStorage.outputs.name
 output OUTBOX_QUEUE_URL string = '${storage.outputs.queueEndpoint}${queueName}'
 output OUTBOX_QUEUE_NAME string = queueName
 output COMPLETION_QUEUE_NAME string = completionQueueName
 output SEND_TABLE_NAME string = sendTableName
-output AZURE_KEY_VAULT_NAME string = vaultName
-output AZURE_KEY_VAULT_URI string = keyVaultAccess.outputs.uri
+output AZURE_KEY_VAULT_NAME string = useVault ? vaultName : ''
+output AZURE_KEY_VAULT_URI string = useVault ? keyVaultAccess.outputs.uri : ''
+// Read by infra/hooks/postprovision.sh, which deletes the vault-wide grant once it is per secret.
+output KEY_VAULT_WIDE_GRANT_ID string = useVault ? keyVaultAccess.outputs.vaultWideGrantId : ''
 output AZURE_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+// What the app registration's federated credential must say (docs/deploy.md gives the az command).
+output M365_CREDENTIAL string = credentialType
+output FEDERATED_ISSUER string = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+output FEDERATED_SUBJECT string = identity.outputs.principalId
+output FEDERATED_AUDIENCE string = tokenExchangeAudience
+output M365_APP_CLIENT_ID string = createAppRegistration && !useVault ? appRegistration.outputs.appId : m365ClientId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.logAnalyticsId

@@ -1,19 +1,31 @@
 // The Function App on the Flex Consumption plan: Python 3.11, HTTPS only, TLS 1.2 (Flex offers
-// neither FTP nor remote debugging), one user-assigned identity, identity-based storage and Application Insights.
+// neither FTP nor remote debugging), one user-assigned identity, identity-based storage (the host's
+// own account for AzureWebJobsStorage and the package; the app's data account for M365Storage) and
+// Application Insights.
 param name string
 param planName string
 param location string
 param tags object = {}
 param identityId string
 param identityClientId string
+@description('The Functions host\'s own account (AzureWebJobsStorage and the deployment package).')
+param hostStorageAccountName string
+@description('The app\'s data account (M365Storage: outbox, send records, pacing, attachments, completions).')
 param storageAccountName string
 param deploymentContainerName string
 param applicationInsightsConnectionString string
+@description('Most instances of each per-function scale group (the HTTP functions share one group; the queue function scales in its own).')
 param maximumInstanceCount int = 40
+@description('Always-ready instances for the HTTP functions\' group (0: none, scale from zero).')
+param alwaysReady int = 0
 param instanceMemoryMB int = 2048
 param virtualNetworkSubnetId string = ''
 @description('Every setting m365send reads (see README); set by main.bicep.')
 param appSettings object
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageAccountName
+}
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -69,7 +81,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       deployment: {
         storage: {
           type: 'blobContainer'
-          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          value: '${hostStorage.properties.primaryEndpoints.blob}${deploymentContainerName}'
           authentication: {
             type: 'UserAssignedIdentity'
             userAssignedIdentityResourceId: identityId
@@ -79,6 +91,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        // "http" is the group of every HTTP-triggered function on Flex Consumption; its always-ready
+        // instances are billed while idle, the price of a first send without a cold start.
+        alwaysReady: alwaysReady > 0 ? [
+          {
+            name: 'http'
+            instanceCount: alwaysReady
+          }
+        ] : []
       }
       runtime: {
         name: 'python'
@@ -90,12 +110,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   resource settings 'config' = {
     name: 'appsettings'
     properties: union(appSettings, {
-      // Identity-based host storage: no account key or connection string anywhere.
+      // Identity-based host storage, on the host's own account: no account key or connection string anywhere.
       AzureWebJobsStorage__credential: 'managedidentity'
       AzureWebJobsStorage__clientId: identityClientId
-      AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
-      AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
-      AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
+      AzureWebJobsStorage__blobServiceUri: hostStorage.properties.primaryEndpoints.blob
+      AzureWebJobsStorage__queueServiceUri: hostStorage.properties.primaryEndpoints.queue
+      AzureWebJobsStorage__tableServiceUri: hostStorage.properties.primaryEndpoints.table
+      // The app's data account: the queue trigger's connection ("M365Storage") and what the app reads.
+      M365Storage__credential: 'managedidentity'
+      M365Storage__clientId: identityClientId
+      M365Storage__blobServiceUri: storage.properties.primaryEndpoints.blob
+      M365Storage__queueServiceUri: storage.properties.primaryEndpoints.queue
+      M365Storage__tableServiceUri: storage.properties.primaryEndpoints.table
       APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     })

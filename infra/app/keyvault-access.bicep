@@ -8,6 +8,8 @@ param secretNames array
 param secretScoped bool = true
 @description('Log Analytics workspace for the vault\'s AuditEvent log (who read which secret).')
 param logAnalyticsId string
+@description('The vault is this template\'s own (not an existing, shared one). Only then is the AuditEvent setting added (on a shared vault it needs rights there, a resource takes at most 5, and its owner audits it) and a vault-wide grant ever made.')
+param ownVault bool = true
 
 // Key Vault Secrets User: read secret values (the client secret, or a certificate's PFX).
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
@@ -48,7 +50,7 @@ resource vaultReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (
   }
 }
 
-resource audit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+resource auditEvents 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (ownVault) {
   name: 'm365send-audit'
   scope: vault
   properties: {
@@ -63,3 +65,7 @@ resource audit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
 }
 
 output uri string = vault.properties.vaultUri
+// The vault-wide grant's id whether or not this deployment made it: azd deploys incrementally, so a
+// grant left from the first provision stays until deleted; the postprovision hook deletes it once the
+// grant is per secret (infra/hooks/postprovision.sh).
+output vaultWideGrantId string = ownVault && secretScoped ? '${vault.id}/providers/Microsoft.Authorization/roleAssignments/${guid(vault.id, principalId, keyVaultSecretsUser)}' : ''

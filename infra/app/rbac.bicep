@@ -1,6 +1,8 @@
-// Role assignments for the app identity and the deployer, each at the narrowest scope Azure supports
-// for the need, named guid(scope, principal, role). tests/test_infra.py fails on any assignment at
-// account, resource-group or subscription scope without a "// scope:" reason in its block.
+// Role assignments for the app identity, each at the narrowest scope Azure supports for the need,
+// named guid(scope, principal, role). tests/test_infra.py fails on any assignment at account,
+// resource-group or subscription scope without a "// scope:" reason in its block, and lists the
+// document each role rests on (docs/deploy.md, "Roles").
+param hostStorageAccountName string
 param storageAccountName string
 param queueName string
 param tableName string
@@ -8,31 +10,29 @@ param pacingTableName string
 param pacingContainerName string
 param completionQueueName string
 param attachmentContainerName string
-param deploymentContainerName string
 param applicationInsightsName string
 param principalId string
-@description('Object id of the identity deploying (a user, or a pipeline\'s service principal); empty: none.')
-param deployerPrincipalId string = ''
-@allowed(['User', 'ServicePrincipal'])
-@description('What the deployer is: azd run by a person (User) or by a pipeline (ServicePrincipal).')
-param deployerPrincipalType string = 'User'
 
-// Storage Blob Data Owner: the Functions host's blobs (host id, leases, timer status, keys); the
-// role Microsoft documents for identity-based AzureWebJobsStorage, here on the host's containers only.
+// Storage Blob Data Owner: the Functions host's blobs (host id, locks, keys) and the Flex deployment
+// package, on the host's own account, as Microsoft documents for identity-based AzureWebJobsStorage.
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-// Storage Blob Data Contributor: write the deployment package.
+// Storage Blob Data Contributor: create and lease the per-mailbox pacing slots (blob leases).
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-// Storage Blob Data Contributor also: create and lease the per-mailbox pacing slots (blob leases).
 // Storage Blob Data Reader: read attachment blobs.
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 // Storage Queue Data Contributor: receive and delete outbox messages, hand them back, poison them.
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 // Storage Queue Data Message Sender: completion messages on the producers' completion queue (add only).
 var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
-// Storage Table Data Contributor: send records and dead letters; the shared pacing window.
+// Storage Table Data Contributor: send records and dead letters; the shared pacing window; and, on the
+// host's account, the host's diagnostic events (a monthly AzureFunctionsDiagnosticEvents table).
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 // Monitoring Metrics Publisher: send telemetry to Application Insights with Entra auth.
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageAccountName
+}
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -46,18 +46,6 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
     resource pacing 'containers' existing = {
       name: pacingContainerName
-    }
-
-    resource deployment 'containers' existing = {
-      name: deploymentContainerName
-    }
-
-    resource hosts 'containers' existing = {
-      name: 'azure-webjobs-hosts'
-    }
-
-    resource hostSecrets 'containers' existing = {
-      name: 'azure-webjobs-secrets'
     }
   }
 
@@ -95,8 +83,11 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 }
 
 resource hostBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage::blobService::hosts.id, principalId, storageBlobDataOwner)
-  scope: storage::blobService::hosts
+  // scope: the host's own account, which holds only host state and the deployment package. Microsoft
+  // documents Storage Blob Data Owner on the AzureWebJobsStorage account ("Connecting to host storage
+  // with an identity"): the host creates its containers and leases blobs in them.
+  name: guid(hostStorage.id, principalId, storageBlobDataOwner)
+  scope: hostStorage
   properties: {
     principalId: principalId
     principalType: 'ServicePrincipal'
@@ -104,24 +95,15 @@ resource hostBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-resource hostSecretBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage::blobService::hostSecrets.id, principalId, storageBlobDataOwner)
-  scope: storage::blobService::hostSecrets
+resource hostDiagnosticEvents 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  // scope: the host's own account. Microsoft documents Storage Table Data Contributor there for the
+  // host's diagnostic events, whose table the host creates each month (event AZFD0003 without it).
+  name: guid(hostStorage.id, principalId, storageTableDataContributor)
+  scope: hostStorage
   properties: {
     principalId: principalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
-  }
-}
-
-resource packageOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  // Flex Consumption reads (and, on a publish, writes) the package here with the app's identity.
-  name: guid(storage::blobService::deployment.id, principalId, storageBlobDataOwner)
-  scope: storage::blobService::deployment
-  properties: {
-    principalId: principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
   }
 }
 
@@ -202,15 +184,5 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
-  }
-}
-
-resource deployerPackage 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
-  name: guid(storage::blobService::deployment.id, deployerPrincipalId, storageBlobDataContributor)
-  scope: storage::blobService::deployment
-  properties: {
-    principalId: deployerPrincipalId
-    principalType: deployerPrincipalType
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
   }
 }

@@ -1,5 +1,7 @@
-// The storage account: host storage, the outbox queue and its poison queue, the send table,
-// the pacing table and container, the attachment container and the deployment container. Entra auth only: no shared keys.
+// The app's data account: the outbox queue and its poison queue, the completion queue, the send
+// table, the pacing table and container and the attachment container; each granted to the app on
+// its own (rbac.bicep). The Functions host's state is in host-storage.bicep's account. Entra auth
+// only: no shared keys.
 param name string
 param location string
 param tags object = {}
@@ -11,7 +13,6 @@ param pacingContainerName string
 @description('Queue that queue producers may name for completion messages (envelope "notify").')
 param completionQueueName string
 param attachmentContainerName string
-param deploymentContainerName string
 @description('Deny public network access (requires the private networking option).')
 param privateNetworking bool = false
 
@@ -80,32 +81,6 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   }
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: deploymentContainerName
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-// The Functions host's own containers, created here rather than by the host: the app's identity has
-// Blob Data Owner on these two containers only, not on the account, so it could not create them.
-resource hostContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: 'azure-webjobs-hosts'
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-resource hostSecretsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: 'azure-webjobs-secrets'
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
 resource attachmentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: attachmentContainerName
@@ -162,7 +137,6 @@ output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
-output deploymentContainerName string = deploymentContainer.name
 output outboxQueueId string = outboxQueue.id
 output poisonQueueId string = poisonQueue.id
 output completionQueueName string = completionQueue.name
