@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import mimetypes
 import os
 import sys
@@ -527,6 +528,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, worker: Worker | None = None) -> int:
     """Run a command with the app settings from the environment; exit 0 on success, 1 on failure, 2 on usage."""
     args = _parser().parse_args(argv)
+    # azure-identity logs each failed token attempt as a warning; the command's own line says what failed.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     try:
         return int(args.run(worker or Worker(), args))
     except UsageError as error:

@@ -88,6 +88,13 @@ class ManagedIdentityAssertion:
             message = first_line(exc)
             if "unexpected error" in message.lower() or "500" in message:
                 raise DependencyUnavailable(f"the managed identity endpoint failed: {message}") from safe_cause(exc)
+            if "Token request error" not in message:
+                # No endpoint answered at all: this process has no managed identity (it is not in Azure).
+                raise CredentialError(
+                    f"no managed identity is available here for M365_FEDERATED_CLIENT_ID "
+                    f"'{self._identity_client_id}': only Azure (App Service, Functions, VMs) provides one; locally, "
+                    "./scripts/local --credential federated runs a stand-in of it"
+                ) from safe_cause(exc)
             raise CredentialError(
                 f"managed identity '{self._identity_client_id}' (M365_FEDERATED_CLIENT_ID) could not get a token for "
                 f"{self._audience}: {message}"

@@ -290,3 +290,17 @@ def test_check_gives_the_federated_credential_to_add_when_the_trust_is_missing(
     assert f"issuer {cloud.entra.issuer(TENANT_ID)}" in token["fix"]
     assert f"subject {cloud.managed_identity.principal_id}" in token["fix"]
     assert "audience api://AzureADTokenExchange" in token["fix"]
+
+
+def test_outside_azure_the_missing_managed_identity_is_one_clear_line(
+    configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = configure("federated", IDENTITY_ENDPOINT=None, IDENTITY_HEADER=None)
+    # Where no App Service endpoint is set, azure-identity asks a VM's metadata endpoint: a dead port here.
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
+
+    answer = api.post(seed_message)
+
+    assert answer.status == 500
+    assert "no managed identity is available here" in answer.body["detail"]
+    assert cloud.entra.token_requests[MAIL_APP_ID] == 0
