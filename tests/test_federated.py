@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -107,42 +108,40 @@ def test_an_identity_token_near_its_expiry_is_renewed_before_entra_sees_it(
     assert cloud.entra.token_requests[MAIL_APP_ID] == 2
 
 
-def test_a_wrong_audience_is_refused_by_entra_and_nothing_is_sent(
-    configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any]
-) -> None:
+def _wrong_audience(cloud: LocalCloud) -> dict[str, str]:
     # The identity asks for a token of another audience; the federated credential trusts only the exchange's.
-    api = configure("federated", M365_TOKEN_EXCHANGE_AUDIENCE="https://vault.azure.net")
-
-    answer = api.post(seed_message)
-
-    assert answer.status == 500
-    assert "AADSTS700212" in answer.body["detail"]
-    assert cloud.graph.sent == []
+    return {"M365_TOKEN_EXCHANGE_AUDIENCE": "https://vault.azure.net"}
 
 
-def test_an_identity_the_app_does_not_trust_is_refused_by_subject(
-    configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any]
-) -> None:
+def _untrusted_identity(cloud: LocalCloud) -> dict[str, str]:
+    # Another identity the app holds, whose principal id the federated credential does not name.
     cloud.identity.add(ManagedIdentity(client_id=OTHER_IDENTITY_ID))
-    api = configure("federated", M365_FEDERATED_CLIENT_ID=OTHER_IDENTITY_ID)
-
-    answer = api.post(seed_message)
-
-    assert answer.status == 500
-    assert "AADSTS700213" in answer.body["detail"]
-    assert cloud.graph.sent == []
+    return {"M365_FEDERATED_CLIENT_ID": OTHER_IDENTITY_ID}
 
 
-def test_an_expired_assertion_is_refused_by_entra(
-    configure: Configure, cloud: LocalCloud, seed_message: dict[str, Any]
-) -> None:
+def _expired_assertion(cloud: LocalCloud) -> dict[str, str]:
     cloud.identity.token_lifetime = -60  # the identity endpoint hands out a token that has already expired
-    api = configure("federated")
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("arrange", "aadsts"),
+    [(_wrong_audience, "AADSTS700212"), (_untrusted_identity, "AADSTS700213"), (_expired_assertion, "AADSTS700024")],
+    ids=["wrong audience", "wrong subject", "expired assertion"],
+)
+def test_entra_refuses_an_assertion_its_federated_credential_does_not_match_and_nothing_is_sent(
+    configure: Configure,
+    cloud: LocalCloud,
+    seed_message: dict[str, Any],
+    arrange: Callable[[LocalCloud], dict[str, str]],
+    aadsts: str,
+) -> None:
+    api = configure("federated", **arrange(cloud))
 
     answer = api.post(seed_message)
 
     assert answer.status == 500
-    assert "AADSTS700024" in answer.body["detail"]
+    assert aadsts in answer.body["detail"]
     assert cloud.graph.sent == []
 
 
