@@ -1,7 +1,8 @@
 """``OutboxClient``: how other services enqueue email for m365send (and how m365send hands messages back).
 
-Messages are the JSON envelope of ``schemas/queue-envelope.schema.json``, base64-encoded as
-``host.json`` (``messageEncoding: base64``) expects. The message is validated before it is
+Messages are the JSON envelope of ``schemas/queue-envelope.schema.json``, base64-encoded (the queue
+function takes plain JSON text too: ``host.json`` has ``messageEncoding: none`` and the app decides
+from the bytes). The message is validated before it is
 enqueued, so a producer learns about a bad message at once rather than from a dead letter.
 
     from azure.identity import DefaultAzureCredential
@@ -26,16 +27,21 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, QueueServiceClient, TextBase64EncodePolicy
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
 
 from m365send.azure_errors import azure_errors
-from m365send.envelope import MAX_KEY_LENGTH, MAX_QUEUE_MESSAGE, encoded_size, handback_size, wrap
+from m365send.envelope import MAX_KEY_LENGTH, MAX_QUEUE_MESSAGE, encoded_size, handback_size, queue_payload, wrap
 from m365send.errors import DependencyUnavailable, FieldProblem, PayloadTooLarge, RequestInvalid
 from m365send.models import parse_send_request
 from m365send.sendlog import Scope
 from m365send.storage_options import STORAGE_TIMEOUTS
 
 __all__ = ["MAX_QUEUE_MESSAGE", "CompletionQueues", "OutboxClient", "PeekedMessage"]
+
+
+def _payload(content: str | bytes) -> bytes:
+    """A message's envelope bytes, whichever encoding its producer used."""
+    return queue_payload(content if isinstance(content, bytes) else content.encode())
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class OutboxClient:
                 queue_name=f"{self.queue_name}-poison",
                 credential=self._queue.credential,
                 message_encode_policy=TextBase64EncodePolicy(),
-                message_decode_policy=BinaryBase64DecodePolicy(),
+                # No decode policy: the host moves a message's text as it is, plain JSON or base64.
                 **STORAGE_TIMEOUTS,
             )
         )
@@ -82,7 +88,7 @@ class OutboxClient:
         with azure_errors(f"the queue {self.queue_name}", where=self.endpoint):
             try:
                 return [
-                    PeekedMessage(str(m.id), bytes(m.content), int(m.dequeue_count or 0), m.inserted_on)
+                    PeekedMessage(str(m.id), _payload(m.content), int(m.dequeue_count or 0), m.inserted_on)
                     for m in self._queue.peek_messages(max_messages=min(limit, 32))
                 ]
             except ResourceNotFoundError:
@@ -97,7 +103,7 @@ class OutboxClient:
                     if only is not None and message.id != only:
                         self._queue.update_message(message, visibility_timeout=0)
                         continue
-                    target.requeue(body_for(bytes(message.content)), delay=0)
+                    target.requeue(body_for(_payload(message.content)), delay=0)
                     self._queue.delete_message(message)
                     moved += 1
             except ResourceNotFoundError:

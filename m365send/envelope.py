@@ -15,6 +15,7 @@ caller's HTTP key, so a repeat of the HTTP request and the queued copy are one k
 
 from __future__ import annotations
 
+import base64
 import codecs
 import hashlib
 import json
@@ -43,6 +44,7 @@ __all__ = [
     "original_of",
     "parse_queue_message",
     "payload_hash",
+    "queue_payload",
     "replayable",
     "wrap",
 ]
@@ -133,6 +135,24 @@ def key_problem(key: str) -> str | None:
     return None
 
 
+def queue_payload(text: bytes) -> bytes:
+    """The envelope's bytes in a queue message as the host hands it over (``messageEncoding: none``).
+
+    Producers write either: the Azure SDKs for Python, .NET and JavaScript send the text as it is by
+    default, and m365send's own client, the Functions host's output binding and the SDKs' base64
+    policies send base64. JSON text starts with a brace (or a BOM, or whitespace before it), which
+    base64 never does; anything else that is valid base64 is decoded, and the rest is left as it
+    is, for the JSON decoder to name the problem.
+    """
+    stripped = text.strip()
+    if not stripped or stripped[:1] in (b"{", b"[", b'"') or not stripped.isascii():
+        return text
+    try:
+        return base64.b64decode(stripped, validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        return text
+
+
 def _is_utf8(body: bytes) -> bool:
     try:
         body.decode("utf-8")
@@ -197,7 +217,9 @@ def _decode(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
-        raise _invalid("invalid_json", f"the queue message is not JSON: {type(exc).__name__}") from None
+        raise _invalid(
+            "invalid_json", f"the queue message is neither JSON nor base64-encoded JSON: {type(exc).__name__}"
+        ) from None
 
 
 def key_of(body: bytes, *, queue_message_id: str) -> str:

@@ -30,7 +30,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from m365send.answers import problem
-from m365send.envelope import MAX_QUEUE_MESSAGE, QueuedSend, encoded_size, key_of, original_of, parse_queue_message
+from m365send.envelope import (
+    MAX_QUEUE_MESSAGE,
+    QueuedSend,
+    encoded_size,
+    key_of,
+    original_of,
+    parse_queue_message,
+    queue_payload,
+)
 from m365send.errors import (
     DependencyUnavailable,
     FieldProblem,
@@ -133,7 +141,9 @@ class OutboxProcessor:
         self._max_delay = max_delay
 
     def process(self, body: bytes, *, message_id: str, dequeue_count: int) -> QueueResult:
-        """Handle one queue message body; returns normally unless the host should retry the message."""
+        """Handle one queue message as the host hands it over (plain JSON or base64 of it); returns
+        normally unless the host should retry the message."""
+        body = queue_payload(body)
         with log_context(idempotency_key=key_of(body, queue_message_id=message_id), queue_message_id=message_id):
             return self._process(body, message_id, max(dequeue_count, 1))
 

@@ -1,8 +1,10 @@
 """What the Functions host's queue listener does, for the real decorated queue function.
 
-It receives messages from the queue (Azurite), base64-decodes them (``messageEncoding``), calls the
-function with a real ``QueueMessage``, deletes the message when the function returns, and when it
-raises leaves it to reappear, moving it to ``<queue>-poison`` after ``maxDequeueCount`` tries.
+It receives messages from the queue (Azurite), decodes them as host.json's ``messageEncoding`` says
+(``none``: the message text as it is; ``base64``: decoded, a message that is not base64 failing as
+it does in the host), calls the function with a real ``QueueMessage``, deletes the message when the
+function returns, and when it raises leaves it to reappear, moving it to ``<queue>-poison`` after
+``maxDequeueCount`` tries.
 ``parallel`` functions run at once, as the host runs up to batchSize + newBatchThreshold.
 """
 
@@ -39,21 +41,31 @@ class QueueHost:
         self.producer.create_queue()
         self._function = function
         self.max_dequeue_count = int(HOST_JSON["extensions"]["queues"]["maxDequeueCount"])
+        self.message_encoding = str(HOST_JSON["extensions"]["queues"].get("messageEncoding", "base64"))
         self.failures: list[BaseException] = []
 
     def put_raw(self, body: bytes) -> None:
         """Enqueue bytes exactly as a producer using base64 encoding would."""
         self.queue.send_message(base64.b64encode(body).decode())
 
+    def put_text(self, text: str) -> None:
+        """Enqueue text as it is, as the Azure SDKs do by default (no encoding policy)."""
+        self.queue.send_message(text)
+
+    def _body(self, content: str) -> bytes:
+        if self.message_encoding == "none":
+            return content.encode()
+        return base64.b64decode(content, validate=True)
+
     def _handle(self, received: ReceivedMessage) -> None:
-        # The concrete class the Python worker hands to queue triggers (it carries dequeue_count).
-        message = QueueMessage(  # type: ignore[no-untyped-call]
-            id=received.id,
-            body=base64.b64decode(received.content),
-            dequeue_count=received.dequeue_count,
-            pop_receipt=received.pop_receipt,
-        )
         try:
+            # The concrete class the Python worker hands to queue triggers (it carries dequeue_count).
+            message = QueueMessage(  # type: ignore[no-untyped-call]
+                id=received.id,
+                body=self._body(received.content),
+                dequeue_count=received.dequeue_count,
+                pop_receipt=received.pop_receipt,
+            )
             self._function(message)
         except Exception as exc:
             self.failures.append(exc)
