@@ -145,7 +145,27 @@ def outbox(msg: func.QueueMessage) -> None:
     Raising (only for the unexpected, such as storage being down) lets the host retry the message
     and move it to ``<queue>-poison`` after ``maxDequeueCount`` tries.
     """
-    result = (
-        current_worker().outbox().process(msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 0)
-    )
+    try:
+        result = (
+            current_worker()
+            .outbox()
+            .process(msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 0)
+        )
+    except Exception:
+        if (msg.dequeue_count or 0) >= _max_dequeue_count():
+            # The host moves it to <queue>-poison now; the dashboard's poison alert counts this line.
+            log.error(
+                "queue message moved to the poison queue",
+                extra={"queue_message_id": msg.id, "dequeue_count": msg.dequeue_count},
+            )
+        raise
     log.info("outbox message %s", result.outcome, extra={"idempotency_key": result.key, "outcome": result.outcome})
+
+
+def _max_dequeue_count() -> int:
+    """The host's maxDequeueCount: an app setting's override, else host.json's."""
+    override = os.environ.get("AzureFunctionsJobHost__extensions__queues__maxDequeueCount")  # noqa: SIM112 (the host's name)
+    if override and override.isdigit():
+        return int(override)
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "host.json"), encoding="utf-8") as handle:
+        return int(json.load(handle)["extensions"]["queues"]["maxDequeueCount"])

@@ -97,6 +97,16 @@ param queueMaxAttempts int = 12
 param queueRetryBaseSeconds int = 30
 param queueMaxDelaySeconds int = 3600
 
+// --- monitoring ------------------------------------------------------------------------------------
+@description('Email address the alert rules notify (poison messages, dead letters, failure ratio, an expiring credential); empty: the rules notify no one.')
+param alertEmail string = ''
+@description('Dead letters in one hour that raise an alert.')
+param deadLetterAlertThreshold int = 10
+@minValue(1)
+@maxValue(100)
+@description('Percent of sends failing for the service\'s own reasons that raises an alert.')
+param failureRatioAlertPercent int = 5
+
 // --- options and names ---------------------------------------------------------------------------
 @description('Use this existing Key Vault (RBAC mode) instead of creating one; its secrets must exist before deployment.')
 param existingKeyVaultName string = ''
@@ -271,6 +281,20 @@ module diagnostics 'app/diagnostics.bicep' = {
   }
 }
 
+module dashboard 'app/dashboard.bicep' = {
+  name: 'dashboard'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+    alertEmail: alertEmail
+    deadLetterThreshold: deadLetterAlertThreshold
+    failureRatioPercent: failureRatioAlertPercent
+    resourceToken: resourceToken
+  }
+}
+
 module function 'app/function.bicep' = {
   name: 'function'
   scope: rg
@@ -359,3 +383,4 @@ output FEDERATED_AUDIENCE string = tokenExchangeAudience
 output M365_APP_CLIENT_ID string = createAppRegistration && !useVault ? appRegistration.outputs.appId : m365ClientId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.logAnalyticsId
+output AZURE_WORKBOOK_ID string = dashboard.outputs.workbookId

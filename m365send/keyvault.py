@@ -19,7 +19,7 @@ from m365send.errors import (
     M365SendError,
     SecretNotFound,
 )
-from m365send.telemetry import KEY_VAULT_READS
+from m365send.telemetry import KEY_VAULT_READS, tracer
 
 __all__ = ["KeyVaultSecrets", "Secret", "SecretSource"]
 
@@ -116,7 +116,8 @@ class KeyVaultSecrets:
             refused=lambda exc: CredentialError(f"Key Vault {vault} refused to read '{name}': {first_line(exc)}"),
         ):
             try:
-                bundle = self._client.get_secret(name)
+                with tracer.start_as_current_span("m365send.keyvault.read"):
+                    bundle = self._client.get_secret(name)
             except ClientAuthenticationError as exc:  # the worker's own identity, before Key Vault was asked
                 raise CredentialError(
                     f"the worker's identity could not authenticate to Key Vault {vault}: {first_line(exc)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import msal
@@ -80,7 +81,11 @@ class GraphTokens:
             ) from safe_cause(exc)
         TOKEN_REQUESTS.add(1, {"cache": "miss" if result.get("token_source") == "identity_provider" else "hit"})
         if result.get("token_source") == "identity_provider":
-            log.info("fetched a Graph token from Entra ID", extra={"expires_in": result.get("expires_in")})
+            details: dict[str, Any] = {"expires_in": result.get("expires_in"), "credential": credential.kind}
+            if credential.expires_on is not None:
+                # The dashboard's alert on a secret or certificate about to expire reads this.
+                details["credential_days_left"] = (credential.expires_on - datetime.now(UTC)).days
+            log.info("fetched a Graph token from Entra ID", extra=details)
         return dict(result)
 
     def _app_for(self, credential: AppCredential) -> msal.ConfidentialClientApplication:
