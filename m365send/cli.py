@@ -56,8 +56,12 @@ def _list(worker: Worker, args: argparse.Namespace) -> int:
         return 0
     if not letters:
         print("no dead letters")
+        return 0
+    width = max(len(letter.id) for letter in letters)
+    print(f"{'ID':<{width}}  {'RECORDED (UTC)':<19}  {'KIND':<9}  KEY  REASON")
     for letter in letters:
-        print(f"{letter.id}  {letter.recorded_at:%Y-%m-%d %H:%M:%S}  {letter.kind:<9}  {letter.key}  {letter.reason}")
+        recorded = f"{letter.recorded_at:%Y-%m-%d %H:%M:%S}"
+        print(f"{letter.id:<{width}}  {recorded:<19}  {letter.kind:<9}  {letter.key}  {letter.reason}")
     return 0
 
 
@@ -129,8 +133,11 @@ def _poison_list(worker: Worker, args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     elif not rows:
         print(f"no messages on {poison.queue_name}")
-    for row in [] if args.json else rows:
-        print(f"{row['id']}  {row['insertedOn'] or '':<32}  {row['key']}  ({row['bytes']:,} bytes)")
+    if rows and not args.json:
+        width = max(len(str(row["id"])) for row in rows)
+        print(f"{'ID':<{width}}  {'INSERTED (UTC)':<32}  KEY  (SIZE)")
+        for row in rows:
+            print(f"{row['id']:<{width}}  {row['insertedOn'] or '':<32}  {row['key']}  ({row['bytes']:,} bytes)")
     return 0
 
 
@@ -191,7 +198,7 @@ def _message_from(args: argparse.Namespace, default_from: Callable[[], str]) -> 
                 "ContentType": mimetypes.guess_type(path)[0] or "application/octet-stream",
             }
         )
-    return {
+    message: dict[str, Any] = {
         "To": [{"Address": a} for a in args.to],
         "Cc": [{"Address": a} for a in args.cc or []],
         "Bcc": [{"Address": a} for a in args.bcc or []],
@@ -202,6 +209,20 @@ def _message_from(args: argparse.Namespace, default_from: Callable[[], str]) -> 
         "Priority": args.priority,
         "Attachments": attachments,
     }
+    if args.reply_to:
+        message["ReplyTo"] = [{"Address": a} for a in args.reply_to]
+    if args.category:
+        message["Categories"] = list(args.category)
+    if args.header:
+        message["Headers"] = dict(_header(h) for h in args.header)
+    return message
+
+
+def _header(given: str) -> tuple[str, str]:
+    name, colon, value = given.partition(":")
+    if not colon or not name.strip():
+        raise UsageError(f"--header {given!r} must be NAME:VALUE, e.g. --header 'X-Ticket: INC-42'")
+    return name.strip(), value.strip()
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -329,6 +350,8 @@ def _status(worker: Worker, args: argparse.Namespace) -> int:
         return 0 if result.status == 200 else 1
     if result.status != 200:
         print(f"error: {body.get('detail', body.get('title'))}", file=sys.stderr)
+        if "M365_TENANT_ID" in (body.get("settings") or ()):
+            print(f"  hint: {_SETTINGS_HINT}", file=sys.stderr)
         return 1
     lines = [f"{body['idempotencyKey']} ({body['via']}): {body['status']} - {body['detail']}"]
     for name, label in (
@@ -450,6 +473,11 @@ def _message_arguments(parser: argparse.ArgumentParser) -> None:
     body.add_argument("--body", help="a text body")
     body.add_argument("--html", help="an HTML body")
     parser.add_argument("--priority", choices=["Low", "Normal", "High"])
+    parser.add_argument("--reply-to", action="append", metavar="ADDRESS", help="where replies go (repeatable)")
+    parser.add_argument("--category", action="append", metavar="NAME", help="an Outlook category (repeatable)")
+    parser.add_argument(
+        "--header", action="append", metavar="NAME:VALUE", help="a custom x- internet header (repeatable, at most 5)"
+    )
     parser.add_argument("--attach", action="append", metavar="FILE", help="attach a file (repeatable)")
     parser.add_argument(
         "--attach-blob",
@@ -525,12 +553,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The local run's settings file names its test CA here rather than in SSL_CERT_FILE and
+# REQUESTS_CA_BUNDLE, which would replace the system's CAs for every tool in the user's shell.
+LOCAL_CA_VARIABLE = "M365SEND_LOCAL_CA_BUNDLE"
+_SETTINGS_HINT = (
+    "set the app settings (docs/settings.md); with ./scripts/local running, `source .local/env` (the file it "
+    "prints) in this shell first"
+)
+
+
+def _trust_local_ca() -> None:
+    """Trust the local stand-ins' CA in this process only, or say plainly that the local run has stopped."""
+    bundle = os.environ.get(LOCAL_CA_VARIABLE)
+    if not bundle:
+        return
+    if not Path(bundle).is_file():
+        raise UsageError(
+            f"the local run these settings came from has stopped ({LOCAL_CA_VARIABLE} names {bundle}, which is "
+            "gone): start ./scripts/local again and source the settings file it prints"
+        )
+    os.environ["REQUESTS_CA_BUNDLE"] = os.environ["SSL_CERT_FILE"] = bundle
+
+
 def main(argv: Sequence[str] | None = None, *, worker: Worker | None = None) -> int:
     """Run a command with the app settings from the environment; exit 0 on success, 1 on failure, 2 on usage."""
     args = _parser().parse_args(argv)
     # azure-identity logs each failed token attempt as a warning; the command's own line says what failed.
     logging.getLogger("azure.identity").setLevel(logging.ERROR)
     try:
+        _trust_local_ca()
         return int(args.run(worker or Worker(), args))
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -543,4 +594,6 @@ def main(argv: Sequence[str] | None = None, *, worker: Worker | None = None) -> 
             problems = getattr(error, "problems", ())
             for field in problems if len(problems) > 1 else ():  # one problem is the detail itself
                 print(f"  {field.field}: {field.message}", file=sys.stderr)
+            if isinstance(error, ConfigurationInvalid) and "M365_TENANT_ID" in error.settings:
+                print(f"  hint: {_SETTINGS_HINT}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 DEFAULT_TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"  # noqa: S105 (an audience, not a password)
 
 CredentialMode = Literal["secret", "certificate", "federated"]
+_PLACEHOLDER = re.compile(r"<[^<>]+>")
 
 
 def _entries(value: str) -> tuple[str, ...]:
@@ -117,6 +119,14 @@ class Settings(BaseSettings):
     queue_max_delay: float = Field(
         default=3600.0, ge=0, le=7 * 24 * 3600, validation_alias="M365_QUEUE_MAX_DELAY_SECONDS"
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_placeholder(cls, value: Any) -> Any:
+        # local.settings.example.json's "<tenant id>" and the like would otherwise pass as real values.
+        if isinstance(value, str) and _PLACEHOLDER.search(value):
+            raise ValueError("still holds a placeholder of the example settings (<...>): put the real value in")
+        return value
 
     @field_validator(
         "federated_client_id",

@@ -258,6 +258,16 @@ class TableSendLog:
                     deleted += 1
         return deleted
 
+    def recent(self, *, limit: int = 100) -> list[SendRecord]:
+        """The most recently changed records, newest first: a scan of every send partition, for small
+        tables (the local mailbox page), not for a production table."""
+        query = "PartitionKey ge 'send-' and PartitionKey lt 'send.'"
+        with _storage_errors():
+            records = [_record(entity) for entity in self._table.query_entities(query)]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        records.sort(key=lambda r: r.updated_at or r.created_at or epoch, reverse=True)
+        return records[:limit]
+
     def forget(self, key: str) -> None:
         """Delete the key's record (an operator replaying a dead letter)."""
         with _storage_errors(), contextlib.suppress(ResourceNotFoundError):

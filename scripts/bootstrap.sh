@@ -62,3 +62,20 @@ ensure_azurite() {
     step "Azurite ready ($((SECONDS - started)) s)"
   fi
 }
+
+# Headless Chromium and its driver (Debian's packages) for the browser test of the local mailbox page.
+# Installed when running as root with apt; otherwise that test says what to install and is skipped
+# (CI, which sets CI=true, fails it instead).
+ensure_chromium() {
+  if command -v chromedriver >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing Chromium and chromedriver from Debian (for the browser test; the first time takes a minute or two)"
+    local started=$SECONDS
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    step "Chromium ready ($((SECONDS - started)) s)"
+  else
+    echo "note: the browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver); it is skipped without them" >&2
+  fi
+}

@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"POST /api/send -> HTTP {response.status_code}")
         print(json.dumps(json.loads(response.get_body()), indent=2))
         print("\nWhat Graph received:")
+        if not cloud.graph.sent:
+            print("nothing: the function refused the message before any request to Graph (see its answer above)")
         for sent in cloud.graph.sent:
             if sent.via_draft:
                 print(f"a draft in {sent.mailbox} (app {sent.app_id}), then POST .../messages/{{id}}/send")
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             f"\nToken requests: {sum(cloud.entra.token_requests.values())}, "
             f"managed identity token requests: {sum(cloud.identity.requests.values())}, "
             f"Key Vault reads: {sum(cloud.vault.reads.values())}, Graph requests: {sum(cloud.graph.requests.values())}"
+        )
+        print(
+            "\nNext: ./scripts/local serves the API on http://localhost:7071 until Ctrl-C, with a mailbox page to "
+            "see each email as its recipient would (README, 'Run it locally and call it')."
         )
         return 0 if response.status_code == 202 and cloud.graph.sent else 1
 

@@ -44,6 +44,7 @@ class ReceivedAttachment:
     content_id: str | None
     size: int
     path: Path
+    uploaded: bool = False  # came through an upload session (files of 3 MB and more)
 
     def data(self) -> bytes:
         """The attachment's bytes."""
@@ -325,6 +326,7 @@ class DraftStore:
             content_id=item.get("contentId"),
             size=total,
             path=session.path,
+            uploaded=True,
         )
         with self._lock:
             session.draft.attachments.append(attachment)

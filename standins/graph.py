@@ -100,6 +100,8 @@ class SentMail:
     id: str = field(default_factory=lambda: "AAMkAD" + uuid.uuid4().hex)
     sender: str = ""  # who Exchange says sent it: the mailbox when it sent on behalf of from, else from
     in_sent_items_from: float = 0.0  # monotonic time Exchange has moved it to Sent Items (send_delay)
+    sent_at: float = field(default_factory=time.time)  # Unix time Graph accepted it
+    request_id: str | None = None  # the request-id header of Graph's 202 (send records keep it)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ class GraphStandIn:
         self._in_flight: Counter[str] = Counter()
         self._admitted: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._current = threading.local()  # the request each server thread is answering
 
     @property
     def url(self) -> str:
@@ -274,6 +277,7 @@ class GraphStandIn:
         if delay:
             time.sleep(delay)
         headers = {"request-id": str(uuid.uuid4())}
+        self._current.request_id = headers["request-id"]  # for the SentMail this request may record
         client_request_id = request.header("client-request-id")
         if client_request_id:
             headers["client-request-id"] = client_request_id
@@ -363,7 +367,15 @@ class GraphStandIn:
             sender = self._check_sender(mailbox, message)
             with self._lock:
                 self.sent.append(
-                    SentMail(mailbox.upn, app_id, message, save, request.header("client-request-id"), sender=sender)
+                    SentMail(
+                        mailbox.upn,
+                        app_id,
+                        message,
+                        save,
+                        request.header("client-request-id"),
+                        sender=sender,
+                        request_id=getattr(self._current, "request_id", None),
+                    )
                 )
             return Reply(202)
         if route == ("POST", "messages"):
@@ -415,6 +427,7 @@ class GraphStandIn:
                     id=draft.id,
                     sender=sender,
                     in_sent_items_from=time.monotonic() + self.send_delay,
+                    request_id=getattr(self._current, "request_id", None),
                 )
             )
         return Reply(202)

@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071, help="HTTP port (default 7071, as func start uses)")
     parser.add_argument("--key", help="the function key to require (default: a new random one)")
     parser.add_argument(
-        "--env-file", type=Path, default=ROOT / ".local" / "env", help="where to write the settings for m365send"
+        "--env-file",
+        type=Path,
+        help="where to write the settings for m365send (default .local/env, .local/env-PORT for another --port)",
     )
     parser.add_argument(
         "--credential",
@@ -75,17 +77,37 @@ def main(argv: list[str] | None = None) -> int:
             azurite.close()
 
 
+def _storage_view(worker: Any) -> Any:
+    """The local storage as the mailbox page shows it, read through the app's own adapters."""
+    from standins.mailbox import StorageView
+
+    return StorageView(
+        records=lambda: worker.sends().recent(limit=200),
+        dead_letters=lambda: worker.storage().dead_letters.list(limit=200),
+        poison=lambda: worker.storage().outbox.poison().peek(limit=32),
+    )
+
+
 def _serve(cloud: Any, azurite: Any, args: argparse.Namespace) -> int:
     cloud.apply(args.credential)
     os.environ.update({"M365Storage": azurite.connection_string})
     import function_app
     from standins.functions_host import FunctionsHttpHost
+    from standins.mailbox import PREFIX, MailboxPage
     from standins.queue_host import QueueHost
 
     functions = {str(f.get_function_name()): f for f in function_app.app.get_functions()}
     host = FunctionsHttpHost(functions.values(), key=args.key)
+    mailbox = MailboxPage(cloud.graph, lambda: _storage_view(function_app.current_worker()))
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = str(environ.get("PATH_INFO") or "")
+        if path == PREFIX or path.startswith(f"{PREFIX}/"):
+            return mailbox(environ, start_response)
+        return host(environ, start_response)
+
     try:
-        server = make_server("127.0.0.1", args.port, host, server_class=_ThreadingServer, handler_class=_QuietHandler)
+        server = make_server("127.0.0.1", args.port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
     except OSError as exc:
         print(f"error: cannot listen on 127.0.0.1:{args.port} ({exc.strerror}); pass --port N", file=sys.stderr)
         return 2
@@ -100,15 +122,22 @@ def _serve(cloud: Any, azurite: Any, args: argparse.Namespace) -> int:
         thread.start()
     port = server.server_address[1]
     base = f"http://localhost:{port}/api"
-    env_file: Path = args.env_file
+    env_file: Path = args.env_file or ROOT / ".local" / ("env" if args.port == 7071 else f"env-{port}")
     env_file.parent.mkdir(parents=True, exist_ok=True)
-    # Everything the app reads, so `m365send` in another terminal works against the same stand-ins.
+    # Everything the app reads, so `m365send` in another terminal works against the same stand-ins. The
+    # test CA goes in a variable of m365send's own: the standard TLS variables would replace the
+    # system's CAs for every other tool in that shell (az, azd, pip).
+    local = cloud.env(args.credential)
     settings = {
-        **cloud.env(args.credential),
+        **{k: v for k, v in local.items() if k not in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")},
+        "M365SEND_LOCAL_CA_BUNDLE": str(cloud.ca_bundle),
         "M365Storage": azurite.connection_string,
         "M365_QUEUE_NAME": queue_name,
     }
-    env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in settings.items()))
+    env_file.write_text(
+        f"# m365send's local run on port {port}: `source` it for the m365send command; removed when the run stops.\n"
+        + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in settings.items())
+    )
     shown = env_file.relative_to(ROOT) if env_file.is_relative_to(ROOT) else env_file
     example = shlex.quote(
         json.dumps({"To": "someone@fabrikam.com", "From": {"Address": cloud.mailbox.upn}, "Subject": "Hello"})
@@ -118,6 +147,7 @@ def _serve(cloud: Any, azurite: Any, args: argparse.Namespace) -> int:
 m365send is running locally (the app's own functions, served by standins/functions_host.py).
   Function key:  {host.key}
   API:           {base}/send  {base}/validate  {base}/messages/<key>  {base}/health  {base}/openapi.json
+  Mailbox page:  http://localhost:{port}{PREFIX}  (every email, as its recipient would see it)
   Mailbox:       {cloud.mailbox.upn} (the Graph stand-in; it records, nothing leaves this machine)
   Credential:    {args.credential}
 
@@ -151,6 +181,7 @@ Ctrl-C stops everything.
         stop.set()
         server.shutdown()
         server.server_close()
+        env_file.unlink(missing_ok=True)  # its CA and ports die with this run
     return 0
 
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -59,6 +66,7 @@ _ENV = [
     "MSI_ENDPOINT",
     "REQUESTS_CA_BUNDLE",
     "SSL_CERT_FILE",
+    "M365SEND_LOCAL_CA_BUNDLE",
     "M365Storage",
     "M365Storage__queueServiceUri",
     "M365Storage__tableServiceUri",
@@ -254,3 +262,58 @@ def queue_host(configure: Configure, storage_settings: dict[str, str]) -> Callab
         )
 
     return _host
+
+
+# --- the local run, as ./scripts/local starts it -------------------------------------------------------
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class LocalRun:
+    """A running ``python -m standins.local_run`` and everything it printed so far."""
+
+    process: subprocess.Popen[str]
+    base: str
+    key: str
+    env_file: Path
+    lines: list[str] = field(default_factory=list)
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = next((line for line in self.lines if re.search(pattern, line)), None)
+            if found:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"never printed {pattern!r}; printed:\n" + "".join(self.lines))
+
+
+def start_local_run(env_file: Path, *options: str) -> Iterator[LocalRun]:
+    """Start ``python -m standins.local_run`` on a free port; yields it once it serves, stops it after."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "standins.local_run", "--port", "0", "--env-file", str(env_file), *options],
+        cwd=_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    key = base = ""
+    for line in process.stdout:
+        lines.append(line)
+        if match := re.search(r"Function key:\s+(\S+)", line):
+            key = match.group(1)
+        if match := re.search(r"API:\s+(http://\S+)/send", line):
+            base = match.group(1)
+        if key and base:
+            break
+    assert key, "the local run printed no function key:\n" + "".join(lines)
+    assert base, "the local run printed no API address:\n" + "".join(lines)
+    run = LocalRun(process, base, key, env_file, lines)
+    reader = threading.Thread(target=lambda: run.lines.extend(iter(process.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    yield run
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, "the local run did not stop cleanly on SIGTERM"

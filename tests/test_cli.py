@@ -367,3 +367,73 @@ def test_status_without_storage_settings_is_one_line_naming_the_setting(run: Run
     assert err.count("\n") == 1
     assert "M365Storage" in err
     assert "Traceback" not in out + err
+
+
+def test_settings_from_a_stopped_local_run_are_one_clear_line(run: Run, tmp_path: Path) -> None:
+    gone = tmp_path / "standin-ca.pem"
+
+    code, out, err = run("send", "--to", "a@fabrikam.com", "--dry-run", M365SEND_LOCAL_CA_BUNDLE=str(gone))
+
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"error: the local run these settings came from has stopped (M365SEND_LOCAL_CA_BUNDLE names {gone}, which "
+        "is gone): start ./scripts/local again and source the settings file it prints"
+    ]
+    assert "Traceback" not in out + err
+
+
+def test_the_local_runs_ca_is_trusted_through_its_own_variable(run: Run, cloud: LocalCloud) -> None:
+    code, _, err = run(
+        "send",
+        "--to",
+        "a@fabrikam.com",
+        REQUESTS_CA_BUNDLE=None,
+        SSL_CERT_FILE=None,
+        M365SEND_LOCAL_CA_BUNDLE=str(cloud.ca_bundle),
+    )
+
+    assert code == 0, err
+    assert len(cloud.graph.sent) == 1
+
+
+def test_missing_settings_come_with_a_hint_to_source_the_local_settings(run: Run) -> None:
+    code, _, err = run("status", "some-key", M365_TENANT_ID=None)
+
+    assert code == 1
+    assert "M365_TENANT_ID is required" in err
+    assert "hint: " in err
+    assert "source .local/env" in err
+
+
+def test_placeholder_settings_are_named_as_placeholders(run: Run) -> None:
+    code, out, _ = run("check", M365_TENANT_ID="<tenant id>")
+
+    assert code == 1
+    assert "M365_TENANT_ID still holds a placeholder" in out
+
+
+def test_reply_to_categories_and_headers_have_flags(run: Run, cloud: LocalCloud) -> None:
+    code, _, err = run(
+        "send",
+        "--to",
+        "a@fabrikam.com",
+        "--reply-to",
+        "help@contoso.com",
+        "--category",
+        "Billing",
+        "--header",
+        "X-Ticket: INC-42",
+    )
+
+    assert code == 0, err
+    [sent] = cloud.graph.sent
+    assert [r["emailAddress"]["address"] for r in sent.message["replyTo"]] == ["help@contoso.com"]
+    assert sent.message["categories"] == ["Billing"]
+    assert {"name": "X-Ticket", "value": "INC-42"} in sent.message["internetMessageHeaders"]
+
+
+def test_a_header_without_a_colon_is_a_usage_error(run: Run) -> None:
+    code, _, err = run("send", "--to", "a@fabrikam.com", "--header", "X-Ticket")
+
+    assert code == 2
+    assert "must be NAME:VALUE" in err

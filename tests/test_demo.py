@@ -96,3 +96,21 @@ def test_the_scripts_refuse_another_python_before_installing_anything(tmp_path: 
         "error: m365send needs Python 3.11 (the version Azure Functions runs), found: Python 3.12.1. "
         "Install python3.11 and python3.11-venv (or set PYTHON=/path/to/python3.11)."
     ]
+
+
+def test_the_demo_points_at_the_local_run_next() -> None:
+    result = demo()
+
+    assert result.returncode == 0, result.stderr
+    assert "Next: ./scripts/local" in result.stdout
+
+
+def test_a_refused_message_says_graph_received_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "message.json"
+    path.write_text('{"To": []}', encoding="utf-8")
+
+    result = demo("--message", str(path))
+
+    assert result.returncode == 1
+    assert "POST /api/send -> HTTP 400" in result.stdout
+    assert "What Graph received:\nnothing: the function refused the message" in result.stdout

@@ -6,73 +6,22 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import LocalRun, start_local_run
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class LocalRun:
-    """A running ``python -m standins.local_run`` and everything it printed so far."""
-
-    process: subprocess.Popen[str]
-    base: str
-    key: str
-    env_file: Path
-    lines: list[str] = field(default_factory=list)
-
-    def wait_for(self, pattern: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = next((line for line in self.lines if re.search(pattern, line)), None)
-            if found:
-                return found
-            time.sleep(0.1)
-        raise AssertionError(f"never printed {pattern!r}; printed:\n" + "".join(self.lines))
 
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
-    yield from _local_run(tmp_path_factory.mktemp("local") / "env")
-
-
-def _local_run(env_file: Path, *options: str) -> Iterator[LocalRun]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "standins.local_run", "--port", "0", "--env-file", str(env_file), *options],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    key = base = ""
-    for line in process.stdout:
-        lines.append(line)
-        if match := re.search(r"Function key:\s+(\S+)", line):
-            key = match.group(1)
-        if match := re.search(r"API:\s+(http://\S+)/send", line):
-            base = match.group(1)
-        if key and base:
-            break
-    assert key, "the local run printed no function key:\n" + "".join(lines)
-    assert base, "the local run printed no API address:\n" + "".join(lines)
-    run = LocalRun(process, base, key, env_file, lines)
-    reader = threading.Thread(target=lambda: run.lines.extend(iter(process.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    yield run
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0, "the local run did not stop cleanly on SIGTERM"
+    yield from start_local_run(tmp_path_factory.mktemp("local") / "env")
 
 
 def test_health_answers_without_a_key(local_run: LocalRun) -> None:
@@ -98,7 +47,7 @@ def test_a_send_over_http_is_accepted_and_reaches_the_graph_stand_in(local_run: 
 
 
 def test_the_local_run_sends_with_the_federated_credential(tmp_path: Path) -> None:
-    run = _local_run(tmp_path / "env", "--credential", "federated")
+    run = start_local_run(tmp_path / "env", "--credential", "federated")
     local = next(run)
     message = {"To": "fic@fabrikam.com", "From": {"Address": "notifications@contoso.com"}, "Subject": "Federated"}
     try:
@@ -110,6 +59,7 @@ def test_the_local_run_sends_with_the_federated_credential(tmp_path: Path) -> No
         next(run, None)
 
     assert response.status_code == 202, response.text
+    assert not local.env_file.exists()  # removed when the run stopped: nothing stale to source
     assert "M365_FEDERATED_CLIENT_ID=" in settings
     assert "M365_CLIENT_SECRET_NAME" not in settings
     assert health["checks"]["credential"] == "federated credential (managed identity)"
@@ -128,9 +78,22 @@ def test_the_openapi_document_is_served_for_the_connector(local_run: LocalRun) -
     assert document["swagger"] == "2.0"
 
 
+def _exported(env_file: Path) -> dict[str, str]:
+    lines = [line for line in env_file.read_text().splitlines() if line.startswith("export ")]
+    exports = (line.removeprefix("export ").split("=", 1) for line in lines)
+    return {name: shlex.split(value)[0] for name, value in exports}
+
+
+def test_the_settings_file_leaves_the_shells_tls_trust_alone(local_run: LocalRun) -> None:
+    settings = _exported(local_run.env_file)
+
+    assert "SSL_CERT_FILE" not in settings
+    assert "REQUESTS_CA_BUNDLE" not in settings
+    assert Path(settings["M365SEND_LOCAL_CA_BUNDLE"]).is_file()
+
+
 def test_an_enqueued_email_is_sent_by_the_queue_function(local_run: LocalRun) -> None:
-    exports = (line.removeprefix("export ").split("=", 1) for line in local_run.env_file.read_text().splitlines())
-    settings = {name: shlex.split(value)[0] for name, value in exports}
+    settings = _exported(local_run.env_file)
     command = [sys.executable, "-m", "m365send", "enqueue", "--to", "queued@fabrikam.com", "--subject", "Queued"]
     command += ["--body", "Hi"]
 
