@@ -166,3 +166,12 @@ def test_health_names_bad_settings_without_their_values(configure: Configure) ->
     assert answer.status == 503
     assert set(answer.body["problems"][0]["settings"]) == {"M365_QUEUE_NAME", "M365_CLIENT_ID"}
     assert "Secret_Looking_Value_42" not in json.dumps(answer.body)
+
+
+def test_health_names_settings_left_at_the_examples_placeholders(configure: Configure) -> None:
+    configure(M365_TENANT_ID="<tenant id>", M365_CLIENT_ID="<app registration client id>")
+
+    answer = invoke("health", "GET")
+
+    assert answer.status == 503
+    assert set(answer.body["problems"][0]["settings"]) == {"M365_TENANT_ID", "M365_CLIENT_ID"}
