@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any
 
-from bench.bench import run_worker, standins, table
+from bench.harness import run_worker, standins, table
 from standins.examples import SEED_EXAMPLE
 
 MB = 1024 * 1024

@@ -17,8 +17,8 @@ import statistics
 import sys
 from typing import Any
 
-from bench.bench import measure as run_child
-from bench.bench import standins, table
+from bench.harness import measure as run_child
+from bench.harness import standins, table
 
 MODES = ("secret", "federated")
 

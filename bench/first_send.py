@@ -13,7 +13,7 @@ import os
 import statistics
 import sys
 
-from bench.bench import measure, standins, table
+from bench.harness import measure, standins, table
 from standins.azurite import Azurite
 
 

@@ -12,12 +12,9 @@ import mimetypes
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from m365send.errors import AttachmentNotAllowed, PayloadTooLarge
-
-if TYPE_CHECKING:  # models imports this module's limits
-    from m365send.models import EmailMessage
 
 __all__ = [
     "MAX_ATTACHMENTS",
@@ -28,6 +25,7 @@ __all__ = [
     "BlobOpener",
     "Content",
     "InlineContent",
+    "RequestedAttachment",
     "ResolvedAttachment",
     "blob_reference_problem",
     "check_limits",
@@ -188,6 +186,23 @@ class BlobContent(Content, Protocol):
         ...
 
 
+class RequestedAttachment(Protocol):
+    """An attachment as the request gives it (``attachment_model.Attachment``): its source and names."""
+
+    @property
+    def blob(self) -> str | None: ...
+    @property
+    def content_bytes(self) -> str | None: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def is_inline(self) -> bool: ...
+    @property
+    def content_id(self) -> str | None: ...
+    @property
+    def display_name(self) -> str: ...
+
+
 class BlobOpener(Protocol):
     """Looks up referenced blobs (their size and type; the bytes are read later, by range)."""
 
@@ -200,12 +215,12 @@ _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 
 
 def resolve_attachments(
-    message: EmailMessage, *, containers: frozenset[str], blobs: BlobOpener | None
+    attachments: Sequence[RequestedAttachment], *, containers: frozenset[str], blobs: BlobOpener | None
 ) -> list[ResolvedAttachment]:
     """Each attachment with its source, name and type. Every blob reference is checked against the
     allowed ``containers`` before any blob is read, and every blob is looked up before anything is sent.
     """
-    for index, attachment in enumerate(message.attachments):
+    for index, attachment in enumerate(attachments):
         if attachment.blob is not None:
             container, _ = split_blob_reference(attachment.blob)
             if container not in containers or blobs is None:
@@ -216,7 +231,7 @@ def resolve_attachments(
                     f"(M365_ATTACHMENT_CONTAINERS: {allowed})",
                 )
     resolved: list[ResolvedAttachment] = []
-    for index, attachment in enumerate(message.attachments):
+    for index, attachment in enumerate(attachments):
         name = attachment.display_name
         content: Content
         if attachment.blob is not None:

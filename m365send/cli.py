@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from m365send.addresses import fold_address
 from m365send.answers import problem
 from m365send.attachments import chunk_ranges
 from m365send.envelope import key_of, replayable
@@ -26,7 +27,8 @@ from m365send.errors import ConfigurationInvalid, M365SendError, SenderNotAllowe
 from m365send.federated import FederatedTrust, ManagedIdentityAssertion
 from m365send.graph_message import attachment_item, file_attachment, graph_message, send_mail_body
 from m365send.http_api import handle_status
-from m365send.models import SendRequest, fold_address, parse_send_request
+from m365send.message import SendRequest
+from m365send.parsing import parse_send_request
 from m365send.scheduling import is_ahead, schedule
 from m365send.sendlog import Scope, SendStatus, scoped_key
 from m365send.sendonce import Failed, Scheduled, SendCommand, Sent, schedule_problem

@@ -32,7 +32,7 @@ from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64Encod
 from m365send.azure_errors import azure_errors
 from m365send.envelope import MAX_KEY_LENGTH, MAX_QUEUE_MESSAGE, encoded_size, handback_size, queue_payload, wrap
 from m365send.errors import DependencyUnavailable, FieldProblem, PayloadTooLarge, RequestInvalid
-from m365send.models import parse_send_request
+from m365send.parsing import parse_send_request
 from m365send.sendlog import Scope
 from m365send.storage_options import STORAGE_TIMEOUTS
 

@@ -26,7 +26,7 @@ from m365send.attachments import ResolvedAttachment
 from m365send.errors import M365SendError, MailboxNotFound, OutcomeUnknown, UploadSessionLost
 from m365send.graph_message import attachment_item, content_base64, encode_json, file_attachment, graph_message
 from m365send.mailbox import DraftMail, GraphReceipt
-from m365send.models import EmailMessage
+from m365send.message import EmailMessage
 
 __all__ = ["TAG_PROPERTY_ID", "SendTag", "send_through_draft"]
 

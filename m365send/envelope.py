@@ -27,7 +27,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from m365send.errors import FieldProblem, RequestInvalid
-from m365send.models import SendRequest, parse_send_request, structure_problem
+from m365send.message import SendRequest
+from m365send.parsing import parse_send_request, structure_problem
 from m365send.sendlog import Scope, scoped_key
 
 __all__ = [

@@ -7,9 +7,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from m365send.addresses import EmailAddress
 from m365send.attachments import InlineContent, ResolvedAttachment
 from m365send.errors import PayloadTooLarge
-from m365send.models import EmailAddress, EmailMessage
+from m365send.message import EmailMessage
 
 __all__ = [
     "GRAPH_REQUEST_LIMIT",

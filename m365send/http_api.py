@@ -31,7 +31,7 @@ from m365send.errors import (
     outcome_of,
 )
 from m365send.logcontext import log_context
-from m365send.models import decode_json, parse_send_request
+from m365send.parsing import decode_json, parse_send_request
 from m365send.scheduling import Outbox, is_ahead, schedule
 from m365send.sendlog import Scope
 from m365send.sendonce import Failed, SendCommand, SendOnce, Sent

@@ -16,7 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from m365send.envelope import MAX_KEY_LENGTH
-from m365send.models import CONTROL_CLASS, TEXT_PATTERN, EmailMessage
+from m365send.fields import CONTROL_CLASS, TEXT_PATTERN
+from m365send.message import EmailMessage
 
 __all__ = [
     "AcceptedAnswer",

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from m365send.errors import M365SendError
-from m365send.models import SendRequest
+from m365send.message import SendRequest
 from m365send.outbox import MAX_VISIBILITY_DELAY
 from m365send.sendlog import Scope
 from m365send.sendonce import Failed, Outcome, Scheduled, SendCommand, SendOnce

@@ -53,7 +53,7 @@ from m365send.errors import (
 )
 from m365send.leases import HeldLease, LeaseRenewer
 from m365send.mailbox import TaggedMessage
-from m365send.models import SendRequest
+from m365send.message import SendRequest
 from m365send.sendlog import Decision, Reservation, Scope, SendLog, SendRecord, SendStatus, scoped_key
 from m365send.service import EmailService, SendReceipt
 from m365send.telemetry import FAILURES

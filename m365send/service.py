@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from m365send.addresses import fold_address
 from m365send.attachments import BlobOpener, ResolvedAttachment, check_limits, resolve_attachments
 from m365send.drafts import TAG_PROPERTY_ID, SendTag, send_through_draft
 from m365send.errors import PayloadTooLarge, SenderNotAllowed
 from m365send.graph_message import GRAPH_REQUEST_LIMIT, encode_json, encode_send_mail, send_mail_body, send_mail_size
 from m365send.logcontext import log_context
 from m365send.mailbox import DraftMail, GraphReceipt, MailboxSearch, MailSender, TaggedMessage
-from m365send.models import SendRequest, fold_address
+from m365send.message import SendRequest
 from m365send.telemetry import SENDS, tracer
 
 __all__ = ["EmailService", "GraphMail", "SendPlan", "SendReceipt", "TokenProvider"]
@@ -129,7 +130,7 @@ class EmailService:
             )
         if not request.message.attachments:
             return SendPlan(mailbox, [], fits_one_request=True, body=bare)
-        attachments = resolve_attachments(request.message, containers=self._containers, blobs=self._blobs)
+        attachments = resolve_attachments(request.message.attachments, containers=self._containers, blobs=self._blobs)
         check_limits(attachments, max_total=self._max_message_bytes)
         fits = send_mail_size(request.message, attachments) <= GRAPH_REQUEST_LIMIT
         return SendPlan(mailbox, attachments, fits)

@@ -11,9 +11,10 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from m365send.addresses import fold_address
 from m365send.attachments import is_container_name
 from m365send.errors import ConfigurationInvalid
-from m365send.models import fold_address, is_object_id, is_queue_name
+from m365send.names import is_object_id, is_queue_name
 
 __all__ = ["CredentialMode", "Settings", "load_settings"]
 

@@ -16,15 +16,18 @@ import httpx
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
 
+from m365send.addresses import fold_address
 from m365send.azure_errors import azure_errors
 from m365send.blobs import BlobAttachments
 from m365send.credentials import AppCredentialSource, VaultCertificate, VaultClientSecret
 from m365send.errors import ConfigurationInvalid
 from m365send.graph import GraphMailClient
 from m365send.keyvault import KeyVaultSecrets
-from m365send.models import SendRequest, fold_address, is_object_id, parse_send_request
+from m365send.message import SendRequest
+from m365send.names import is_object_id
 from m365send.outbox import OutboxProcessor
 from m365send.pacing import MailboxPacer, Pacer
+from m365send.parsing import parse_send_request
 from m365send.sendonce import DeliveryMode, SendOnce
 from m365send.service import EmailService
 from m365send.settings import DEFAULT_AUTHORITY_HOST, Settings, load_settings

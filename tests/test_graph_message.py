@@ -21,7 +21,7 @@ from m365send.models import EmailMessage, parse_send_request
 
 
 def inline(message: EmailMessage) -> list[ResolvedAttachment]:
-    return resolve_attachments(message, containers=frozenset(), blobs=None)
+    return resolve_attachments(message.attachments, containers=frozenset(), blobs=None)
 
 
 def encode(seed_message: dict[str, Any]) -> bytes:

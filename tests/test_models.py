@@ -114,7 +114,7 @@ def test_attachment_base64_wrapped_at_76_columns_is_accepted(seed_message: dict[
     seed_message["Attachments"] = [{"Name": "a.bin", "ContentBytes": encoded}]
 
     message = parse_send_request(seed_message).message
-    [resolved] = resolve_attachments(message, containers=frozenset(), blobs=None)
+    [resolved] = resolve_attachments(message.attachments, containers=frozenset(), blobs=None)
 
     assert resolved.content.read(0, resolved.size) == b"x" * 200
     assert resolved.content_type == "application/octet-stream"

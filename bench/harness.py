@@ -1,0 +1,79 @@
+"""What every benchmark shares: the stand-ins in a process of their own, fresh measured children, tables.
+
+The table modules (``bench.bench``, ``bench.memory``, ``bench.body_memory``, ``bench.federated``,
+``bench.first_send``) import this and nothing of each other, so the benchmarks form no import circle.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["measure", "run_worker", "standins", "table"]
+
+
+@contextmanager
+def standins(
+    apps: int = 3, credential: str = "secret", counts: dict[str, int] | None = None
+) -> Iterator[dict[str, str]]:
+    """The stand-ins in a child process; yields the app settings that point at them.
+
+    ``counts``, if given, receives what the stand-ins were asked once they stop.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.standin_process", "--apps", str(apps), "--credential", credential],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout
+    assert process.stdin
+    settings: dict[str, str] = json.loads(process.stdout.readline())
+    try:
+        yield settings
+    finally:
+        process.stdin.close()
+        last = process.stdout.readline()
+        process.wait(timeout=30)
+        if counts is not None and last.strip():
+            counts.update(json.loads(last))
+
+
+def measure(mode: str, env: dict[str, str], count: int = 0, module: str = "bench.children") -> dict[str, Any]:
+    """Run one fresh child; its JSON line plus the wall time of the whole process."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", module, mode, str(count)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{mode} failed:\n{result.stderr[-2000:]}")
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "wall_s": wall}
+
+
+def run_worker(module: str, args: list[str], env: dict[str, str], *, timeout: float = 900) -> dict[str, Any]:
+    """Run ``python -m module args`` as a fresh worker process; the JSON object on its last line."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, check=False, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the worker failed:\n{result.stderr[-3000:]}")
+    worker_output: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return worker_output
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, readable as plain text too."""
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
