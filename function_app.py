@@ -7,6 +7,7 @@ only for what it uses.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -162,8 +163,9 @@ def outbox(msg: func.QueueMessage) -> None:
     log.info("outbox message %s", result.outcome, extra={"idempotency_key": result.key, "outcome": result.outcome})
 
 
+@functools.cache
 def _max_dequeue_count() -> int:
-    """The host's maxDequeueCount: an app setting's override, else host.json's."""
+    """The host's maxDequeueCount: an app setting's override, else host.json's (read once per worker)."""
     override = os.environ.get("AzureFunctionsJobHost__extensions__queues__maxDequeueCount")  # noqa: SIM112 (the host's name)
     if override and override.isdigit():
         return int(override)

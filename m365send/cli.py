@@ -390,21 +390,20 @@ Step = Callable[..., bool]
 
 def _check_federated(settings: Settings, assertion: ManagedIdentityAssertion, parts: Parts, step: Step) -> bool:
     """The federated trust, step by step: the identity's token, then Entra ID's exchange of it."""
-    trust: list[FederatedTrust] = []
+    trust: FederatedTrust | None = None
 
     def identity() -> str:
-        trust.append(assertion.trust())
-        return trust[0].steps(settings.client_id)[0]
+        nonlocal trust
+        trust = assertion.trust()
+        return trust.identity_step()
 
-    if not step("managed identity", identity, fix=_IDENTITY_FIX):
+    if not step("managed identity", identity, fix=_IDENTITY_FIX) or trust is None:
         return False
-    found = trust[0]
-    fix = (
-        f"add a federated credential to app {settings.client_id}: issuer {found.issuer}, subject {found.subject}, "
-        f"audience {found.audience} (docs/deploy.md, federated credential)"
+    needed = trust.credential(settings.client_id)
+    fix = f"add {needed} (docs/deploy.md, federated credential)"
+    return step(
+        "token", lambda: (parts.tokens.token(), f"Graph token obtained: Entra ID accepted {needed}")[1], fix=fix
     )
-    exchange = found.steps(settings.client_id)[1].replace(" if the app has", ": the app has")
-    return step("token", lambda: (parts.tokens.token(), f"Graph token obtained; {exchange}")[1], fix=fix)
 
 
 def _check(worker: Worker, args: argparse.Namespace) -> int:

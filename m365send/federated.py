@@ -10,7 +10,6 @@ https://learn.microsoft.com/entra/workload-id/workload-identity-federation-confi
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,8 +22,6 @@ from m365send.errors import CredentialError, DependencyUnavailable
 from m365send.telemetry import ASSERTION_REQUESTS
 
 __all__ = ["FederatedTrust", "ManagedIdentityAssertion", "TokenSource"]
-
-log = logging.getLogger(__name__)
 
 
 class TokenSource(Protocol):
@@ -43,13 +40,16 @@ class FederatedTrust:
     subject: str
     audience: str
 
-    def steps(self, client_id: str) -> list[str]:
-        """The trust, step by step, as ``m365send check`` shows it."""
-        return [
-            f"managed identity (principal {self.subject}) gets a token for {self.audience}",
-            f"Entra ID accepts it for app {client_id} if the app has a federated credential with issuer "
-            f"{self.issuer}, subject {self.subject} and audience {self.audience}",
-        ]
+    def identity_step(self) -> str:
+        """What the managed identity did, as ``m365send check`` shows it."""
+        return f"managed identity (principal {self.subject}) gets a token for {self.audience}"
+
+    def credential(self, client_id: str) -> str:
+        """The federated credential app ``client_id`` must have for this token."""
+        return (
+            f"a federated credential on app {client_id} with issuer {self.issuer}, subject {self.subject} "
+            f"and audience {self.audience}"
+        )
 
 
 class ManagedIdentityAssertion:

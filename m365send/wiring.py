@@ -195,14 +195,6 @@ def build_secrets(settings: Settings, *, clock: Callable[[], float] = time.monot
     )
 
 
-def _credential_ready(parts: Parts) -> None:
-    credential = parts.credential.current()
-    if isinstance(credential.msal_credential, dict):
-        assertion = credential.msal_credential.get("client_assertion")
-        if callable(assertion):
-            assertion()
-
-
 def build_pacer(settings: Settings) -> Pacer:
     """Graph's per-mailbox limits: shared by all instances when storage is configured, else per worker."""
     local = MailboxPacer(
@@ -481,8 +473,8 @@ class Worker:
         step("validation", lambda: self.service().check(_warm_up_request(self.settings())))
         step("http translator", lambda: importlib.import_module("m365send.http_api"))
         parts = self.parts()
-        # The secret or certificate from Key Vault; in the federated mode, the managed identity's token.
-        step("credential", lambda: _credential_ready(parts))
+        # The secret or certificate from Key Vault (the federated mode's identity token comes with the token).
+        step("credential", parts.credential.current)
         step("token", parts.tokens.token)
         step("graph connection", parts.mail.connect)
         pacer = parts.mail.pacer

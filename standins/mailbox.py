@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from m365send.attachments import decoded_size
 from m365send.envelope import idempotency_request_id, key_of
 from m365send.sendlog import SendRecord, unscoped
 from standins.graph import GraphStandIn, SentMail
@@ -77,15 +78,15 @@ def _addresses(entries: Iterable[Any] | None) -> list[str]:
 
 
 def _posted(item: dict[str, Any]) -> _Attachment:
-    data = base64.b64decode(item.get("contentBytes") or "")
+    encoded = str(item.get("contentBytes") or "")
     return _Attachment(
         name=str(item.get("name") or "attachment"),
         content_type=str(item.get("contentType") or "application/octet-stream"),
         is_inline=bool(item.get("isInline")),
         content_id=item.get("contentId"),
-        size=len(data),
+        size=decoded_size(encoded),  # the page polls the list: decode only for a download or a cid: image
         uploaded=False,
-        data=lambda: data,
+        data=lambda: base64.b64decode(encoded),
     )
 
 
