@@ -97,7 +97,7 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/openapi.json: the Swagger 2.0 document for a Power Automate custom connector."""
-    from m365send.openapi import swagger
+    from connector_openapi import swagger
 
     host = urlsplit(req.url).netloc or None
     document = swagger(host=host) if host else swagger()

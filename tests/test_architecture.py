@@ -102,7 +102,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("use cases", {"service", "sendonce", "outbox", "scheduling"}),
     ("adapters", {"graph", "keyvault", "tokens", "federated", "tables", "blobs", "shared_pacing", "client"}),
     ("composition", {"wiring"}),
-    ("edges", {"http_api", "cli", "openapi", "__main__"}),
+    ("edges", {"http_api", "cli", "__main__"}),
 ]
 
 

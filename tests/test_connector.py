@@ -11,8 +11,8 @@ from jsonschema import Draft4Validator, Draft202012Validator
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV2SpecValidator
 
+from connector_openapi import Problem, connector_properties, swagger
 from m365send.models import EmailMessage
-from m365send.openapi import Problem, connector_properties, swagger
 from standins.cloud import LocalCloud
 from tests.conftest import Configure, SendApi, indexed_functions, invoke
 
@@ -51,7 +51,7 @@ def test_the_document_is_valid_swagger_2() -> None:
 
 
 def test_the_connector_package_holds_the_generated_documents() -> None:
-    hint = "regenerate: python -m m365send.openapi --connector connector"
+    hint = "regenerate: python -m connector_openapi --connector connector"
 
     assert json.loads((CONNECTOR / "apiDefinition.swagger.json").read_text()) == swagger(), hint
     assert json.loads((CONNECTOR / "apiProperties.json").read_text()) == connector_properties(), hint

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft4Validator, Draft7Validator
 
-from m365send.openapi import ICON_BRAND_COLOR, title_case
+from connector_openapi import ICON_BRAND_COLOR, title_case
 
 CONNECTOR = Path(__file__).resolve().parent.parent / "connector"
 

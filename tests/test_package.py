@@ -14,7 +14,7 @@ import pathspec
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WANTED = {"function_app.py", "host.json", "requirements.txt", "m365send"}
+WANTED = {"function_app.py", "connector_openapi.py", "host.json", "requirements.txt", "m365send"}
 # What a developer's tree grows (./scripts/test, ./bench/run, ./scripts/local, azd, an IDE).
 GENERATED = [
     ".venv/bin/python",

@@ -2,7 +2,7 @@
 
 Generated from the pydantic models, so it cannot drift from what the API accepts. The connector
 package in ``connector/`` (PowerPlatformConnectors layout) holds it as ``apiDefinition.swagger.json``
-with ``apiProperties.json``; regenerate both with ``python -m m365send.openapi --connector connector``.
+with ``apiProperties.json``; regenerate both with ``python -m connector_openapi --connector connector``.
 """
 
 from __future__ import annotations
@@ -521,7 +521,7 @@ def write_connector(directory: Path, *, host: str = PLACEHOLDER_HOST, publisher:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the document, or write the connector package with ``--connector DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m m365send.openapi", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m connector_openapi", description=main.__doc__)
     parser.add_argument("--connector", type=Path, metavar="DIR", help="write the connector package into DIR")
     parser.add_argument("--host", default=PLACEHOLDER_HOST, help="the Function App's host name")
     parser.add_argument("--publisher", default=Publisher.name, help="your organization")
