@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["measure", "run_worker", "standins", "table"]
+__all__ = ["StorageRequests", "measure", "run_worker", "standins", "table"]
 
 
 @contextmanager
@@ -77,3 +77,42 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+class StorageRequests:
+    """Counts this process's requests to Azure Storage by service and resource (a table, a queue, a container).
+
+    The count is taken at azure-core's HTTP transport, under every SDK client, so it sees each request
+    the app makes (retries included) without the app counting anything itself. For benchmarks only.
+    """
+
+    def __init__(self, connection_string: str) -> None:
+        from collections import Counter
+        from urllib.parse import urlsplit
+
+        self.counts: Counter[str] = Counter()
+        # Azurite serves each service on a port of its own: the endpoints say which.
+        self._services = {
+            urlsplit(value).port: name.removesuffix("Endpoint").lower()
+            for name, value in (part.split("=", 1) for part in connection_string.split(";") if "=" in part)
+            if name.endswith("Endpoint")
+        }
+
+    def install(self) -> StorageRequests:
+        """Start counting (patches ``RequestsTransport.send`` in this process)."""
+        from urllib.parse import urlsplit
+
+        from azure.core.pipeline.transport import RequestsTransport
+
+        original = RequestsTransport.send
+        counts, services = self.counts, self._services
+
+        def counted(transport: Any, request: Any, **kwargs: Any) -> Any:
+            url = urlsplit(request.url)
+            parts = url.path.split("/")  # /devstoreaccount1/<resource>[(...)|/...]
+            resource = (parts[2] if len(parts) > 2 else "").split("(")[0] or "account"
+            counts[f"{services.get(url.port, 'other')}:{resource}"] += 1
+            return original(transport, request, **kwargs)
+
+        RequestsTransport.send = counted
+        return self

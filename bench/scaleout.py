@@ -5,8 +5,9 @@ at a time, as host.json allows) drain N outbox messages from one Azurite queue, 
 stand-in that enforces 4 concurrent requests and 100 requests per 6 s per mailbox with 50 ms
 latency (Graph's 10,000 per 10 minutes, scaled down), answering 429 with Retry-After beyond either.
 
-Rows: per-worker pacing (each worker keeps to the limits on its own), the shared limiter, and the
-shared limiter with the messages split between two mailboxes (each has its own ceiling).
+Rows: per-worker pacing (each worker keeps to the limits on its own), the shared limiter, the
+shared limiter with the messages split between two mailboxes (each has its own ceiling), and one
+worker alone with the shared limiter (for the cost table, ``bench.cost``).
 The last line is what the limiter adds to a request when the window has room (``overhead``).
 ``python -m bench.scaleout worker`` is one worker: it warms up, says ``ready``, waits for ``go``,
 drains the queue and prints its own figures.
@@ -22,6 +23,7 @@ import time
 import uuid
 from typing import Any
 
+from bench.harness import StorageRequests
 from standins.examples import SEED_EXAMPLE
 
 LIMITS = {"concurrency": 4, "rate": 100, "window": 6.0, "latency": 0.05}
@@ -39,10 +41,20 @@ def worker() -> None:
     current = function_app.current_worker()
     settings = current.settings()
     assert settings.storage_connection is not None
-    host = QueueHost(settings.storage_connection, settings.queue_name, function=outbox.get_user_function())
+    storage = StorageRequests(settings.storage_connection).install()
+    function = outbox.get_user_function()
+    executions = 0
+
+    def execute(message: Any) -> None:
+        nonlocal executions
+        executions += 1  # one function execution per delivery, as the host bills it
+        function(message)
+
+    host = QueueHost(settings.storage_connection, settings.queue_name, function=execute)
     current.warm_up()  # Key Vault, token and connections, as the warm-up trigger does on scale-out
     print("ready", flush=True)
     sys.stdin.readline()
+    storage.counts.clear()  # the drain's requests only, not the warm-up's
     started = time.perf_counter()
     host.drain(timeout=1800, parallel=PARALLEL)
     pacer = current.parts().mail.pacer
@@ -51,15 +63,18 @@ def worker() -> None:
             {
                 "seconds": time.perf_counter() - started,
                 "failures": len(host.failures),
+                "executions": executions,
                 "storage_requests": getattr(pacer, "storage_requests", {}),
+                "given_up": getattr(pacer, "given_up", 0),
+                "storage_by_resource": dict(storage.counts),
             }
         ),
         flush=True,
     )
 
 
-def run(count: int, *, pacing: str, mailboxes: int) -> dict[str, Any]:
-    """Drain ``count`` messages with ``WORKERS`` worker processes; the row's figures."""
+def run(count: int, *, pacing: str, mailboxes: int, workers: int = WORKERS) -> dict[str, Any]:
+    """Drain ``count`` messages with ``workers`` worker processes; the row's figures."""
     from azure.data.tables import TableClient
 
     from standins.azurite import Azurite
@@ -96,7 +111,7 @@ def run(count: int, *, pacing: str, mailboxes: int) -> dict[str, Any]:
                     key=f"load-{n}",
                     sender=senders[n % mailboxes],
                 )
-            workers = [
+            processes = [
                 subprocess.Popen(
                     [sys.executable, "-m", "bench.scaleout", "worker"],
                     env=env,
@@ -104,21 +119,21 @@ def run(count: int, *, pacing: str, mailboxes: int) -> dict[str, Any]:
                     stdout=subprocess.PIPE,
                     text=True,
                 )
-                for _ in range(WORKERS)
+                for _ in range(workers)
             ]
-            for process in workers:
+            for process in processes:
                 assert process.stdout is not None
                 if process.stdout.readline().strip() != "ready":
                     raise RuntimeError("a worker failed to start")
             requests_before = sum(n for path, n in cloud.graph.requests.items() if path.endswith("/sendMail"))
             throttled_before = cloud.graph.throttled
             started = time.perf_counter()
-            for process in workers:
+            for process in processes:
                 assert process.stdin is not None
                 process.stdin.write("go\n")
                 process.stdin.flush()
             reports = []
-            for process in workers:
+            for process in processes:
                 out, _ = process.communicate(timeout=1800)
                 if process.returncode != 0:
                     raise RuntimeError(f"a worker failed (exit {process.returncode})")
@@ -149,11 +164,21 @@ def run(count: int, *, pacing: str, mailboxes: int) -> dict[str, Any]:
             "ratio": sent / elapsed / ceiling,
             "graph_requests": graph_requests,
             "throttled_429": cloud.graph.throttled - throttled_before,
-            "storage_requests": {
-                kind: sum(r["storage_requests"].get(kind, 0) for r in reports)
-                for kind in sorted({k for r in reports for k in r["storage_requests"]})
-            },
+            "storage_requests": _summed(r["storage_requests"] for r in reports),
+            "storage_by_resource": _summed(r["storage_by_resource"] for r in reports),
+            "executions": sum(r["executions"] for r in reports),
+            "pacing_given_up": sum(r["given_up"] for r in reports),
+            "workers": workers,
+            "send_table": env["M365_SEND_TABLE"],
         }
+
+
+def _summed(counts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for one in counts:
+        for kind, n in one.items():
+            total[kind] = total.get(kind, 0) + n
+    return dict(sorted(total.items()))
 
 
 def overhead(count: int = 300) -> dict[str, Any]:
@@ -169,7 +194,6 @@ def overhead(count: int = 300) -> dict[str, Any]:
     try:
         limiter = SharedMailboxLimiter.from_connection_string(
             azurite.connection_string,
-            container="pacing",
             table="pacing",
             app_id="bench",
             concurrency=4,
@@ -202,17 +226,18 @@ def overhead(count: int = 300) -> dict[str, Any]:
 def main() -> None:
     """``worker``, or N: the three rows, one JSON line each."""
     if len(sys.argv) < 2:
-        print("usage: python -m bench.scaleout N [worker-1 shared-1 shared-2 ...] | worker", file=sys.stderr)
+        print("usage: python -m bench.scaleout N [worker-1 shared-1 shared-2 shared-1-1 ...] | worker", file=sys.stderr)
         raise SystemExit(2)
     if sys.argv[1] == "worker":
         worker()
         return
     count = int(sys.argv[1])
-    rows = [("worker", 1), ("shared", 1), ("shared", 2)]
-    if len(sys.argv) > 2:  # e.g. worker-2 shared-1: only these rows
-        rows = [(name.split("-")[0], int(name.split("-")[1])) for name in sys.argv[2:]]
-    for pacing, mailboxes in rows:
-        print(json.dumps(run(count, pacing=pacing, mailboxes=mailboxes)), flush=True)
+    # pacing-mailboxes[-workers]; the cost table's one-instance row last.
+    names = sys.argv[2:] or ["worker-1", "shared-1", "shared-2", "shared-1-1"]
+    for name in names:  # e.g. worker-2 shared-1: only these rows
+        pacing, mailboxes, *workers = name.split("-")
+        row = run(count, pacing=pacing, mailboxes=int(mailboxes), workers=int(workers[0]) if workers else WORKERS)
+        print(json.dumps(row), flush=True)
     print(json.dumps(overhead()), flush=True)
 
 

@@ -66,9 +66,8 @@ param mailboxWindowSeconds int = 600
 param graphPacing string = 'shared'
 @minValue(15)
 @maxValue(60)
-@description('Blob lease on a pacing slot, in seconds: longer than one Graph request; a crashed instance\'s slot is free after at most this.')
+@description('How long a Graph request counts as in flight for the shared pacing if its instance never writes it off (a crash), in seconds: longer than one Graph request.')
 param pacingLeaseSeconds int = 30
-param pacingContainerName string = 'mailbox-pacing'
 param pacingTableName string = 'mailboxpacing'
 @description('Queue producers may name in an envelope\'s "notify" to be told when a send finishes (M365_COMPLETION_QUEUES).')
 @minLength(3)
@@ -192,7 +191,6 @@ module storage 'app/storage.bicep' = {
     queueName: queueName
     tableName: sendTableName
     pacingTableName: pacingTableName
-    pacingContainerName: pacingContainerName
     completionQueueName: completionQueueName
     attachmentContainerName: attachmentContainerName
     privateNetworking: privateNetworking
@@ -262,7 +260,6 @@ module rbac 'app/rbac.bicep' = {
     queueName: queueName
     tableName: sendTableName
     pacingTableName: pacingTableName
-    pacingContainerName: pacingContainerName
     completionQueueName: completionQueueName
     attachmentContainerName: attachmentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
@@ -337,7 +334,6 @@ module function 'app/function.bicep' = {
       M365_GRAPH_MAILBOX_WINDOW_SECONDS: string(mailboxWindowSeconds)
       M365_GRAPH_PACING: graphPacing
       M365_PACING_LEASE_SECONDS: string(pacingLeaseSeconds)
-      M365_PACING_CONTAINER: pacingContainerName
       M365_PACING_TABLE: pacingTableName
       // An app setting overrides host.json (AzureFunctionsJobHost__<path>), so operators tune it here.
       AzureFunctionsJobHost__extensions__queues__batchSize: string(queueBatchSize)

@@ -2,15 +2,22 @@
 
 Graph counts its mailbox limits per app and mailbox across all instances (4 concurrent requests;
 10,000 requests per 10 minutes). Each instance pacing itself lets 40 instances send 40 times too
-much; this limiter makes them share one budget:
+much; this limiter makes them share one budget, kept in **one Table entity per mailbox** that every
+change rewrites ETag-conditionally (one ETag guards both limits, so two instances can never both
+take the last request of a window or the last request in flight):
 
-- **Concurrency**: ``concurrency`` blobs per mailbox, each a slot held by a blob lease for one
-  Graph request (the Functions host uses blob leases for its singletons the same way). A crashed
-  instance releases nothing; its lease ends by itself after ``lease_seconds``.
-- **Rate**: the window is cut into ``BUCKETS`` buckets, counted in one Table entity per mailbox
-  (the buckets still counted, as JSON) written ETag-conditionally: one ETag guards the whole sum,
-  so two instances can never both take the last request of a window. A request may go while the
-  buckets that overlap the last window hold fewer than ``rate`` requests.
+- **Rate**: the window is cut into ``BUCKETS`` buckets, each holding the requests counted in it.
+  A request may go while the buckets that overlap the last window hold fewer than ``rate``.
+- **Concurrency**: the requests in flight, each with the time it stops counting
+  (``lease_seconds`` after it was taken). A crashed instance removes nothing; its requests stop
+  counting by themselves.
+
+Storage round trips are what this costs, so a worker spends few: one thread per worker and
+mailbox at a time takes a "turn", counting every request its threads wait for (up to the room
+left) in one write and handing them out; a finished request is written off in the next turn's
+write, or on its own only when no turn is coming; and the entity as last written is the base of
+the next write (no read first, unless another instance wrote since: then the write fails on its
+ETag and the entity is read). One request at a time with room in the window costs two writes.
 
 If the limiter's storage is slow or down, the worker falls back to its own ``MailboxPacer`` (and
 Graph's 429/Retry-After handling) for ``FALLBACK_SECONDS``, and says so in a log line and the
@@ -25,6 +32,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -32,15 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
-from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from m365send.azure_errors import azure_errors, first_line
 from m365send.errors import DependencyUnavailable
@@ -65,13 +66,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Buckets per window: a request is counted for between BUCKETS and BUCKETS + 1 buckets' time, so
-# the steady rate is at least BUCKETS / (BUCKETS + 1) = 95% of the limit and never above it.
-BUCKETS = 20
+# the steady rate is at least BUCKETS / (BUCKETS + 1) = 98% of the limit and never above it (each
+# bucket is 10 s of Graph's 10-minute window).
+BUCKETS = 60
 # A request is counted in the bucket it will be in this long after it is counted: the time it may
 # take to reach Graph (the HTTP request's start). Counted earlier, it could leave our window while
 # Graph still counts it.
-ARRIVAL_MARGIN = 0.25
-# A slot handed to a waiting thread must leave it this long before ARRIVAL_MARGIN ends (the request's start).
+ARRIVAL_MARGIN = 0.15
+# A request handed to a waiting thread must leave it this long before ARRIVAL_MARGIN ends (the request's start).
 _HAND_OVER_SLACK = 0.05
 # How long a worker paces on its own after the limiter's storage failed, before trying it again.
 FALLBACK_SECONDS = 15.0
@@ -119,19 +121,34 @@ def count_bucket(now: float, window: float, buckets: int = BUCKETS) -> int:
 
 @dataclass(frozen=True)
 class Window:
-    """A mailbox's window as last read: bucket number → requests, and the entity's ETag (None: none yet)."""
+    """A mailbox's entity as last read or written: bucket → requests counted, request id → when it stops
+    being in flight (epoch seconds), and the entity's ETag (None: there is none yet)."""
 
     counts: dict[int, int]
+    in_flight: dict[str, float]
     etag: str | None
+
+    def live(self, now: float, finished: set[str] | frozenset[str] = frozenset()) -> dict[str, float]:
+        """The requests still in flight at ``now``, leaving out ``finished`` ones (this worker's, not yet written)."""
+        return {r: until for r, until in self.in_flight.items() if until > now and r not in finished}
+
+
+_EMPTY = Window({}, {}, None)
 
 
 @dataclass
 class _Pool:
-    """One mailbox's requests in this worker: the turn, how many wait for it, slots handed over."""
+    """One mailbox's requests in this worker: the turn, threads in it or waiting for it, what it handed
+    out and what finished since the last write, and the entity as this worker last saw it."""
 
     turn: threading.Lock = field(default_factory=threading.Lock)
     waiting: int = 0
-    handed: list[tuple[float, BlobLeaseClient]] = field(default_factory=list)  # (counted at, slot)
+    handed: list[tuple[float, str]] = field(default_factory=list)  # (counted at, request id)
+    mine: set[str] = field(default_factory=set)  # written in flight by this worker, not yet written off
+    finished: set[str] = field(default_factory=set)
+    seen: Window = _EMPTY
+    fresh: bool = False  # ``seen`` was read, not remembered from a write (a stale one may hide room)
+    finished_changed: threading.Condition = field(default_factory=threading.Condition)  # on the limiter's lock
 
 
 class SharedMailboxLimiter:
@@ -140,7 +157,6 @@ class SharedMailboxLimiter:
     def __init__(
         self,
         *,
-        container: ContainerClient,
         table: TableClient,
         app_id: str,
         concurrency: int,
@@ -154,7 +170,6 @@ class SharedMailboxLimiter:
         sleep: Callable[[float], None] = time.sleep,
         service_time: ServiceTime | None = None,
     ) -> None:
-        self._container = container
         self._table = table
         self._app_id = app_id
         self._concurrency = concurrency
@@ -175,17 +190,13 @@ class SharedMailboxLimiter:
         self._ready = False
         self._down_until = 0.0
         self._requests: Counter[str] = Counter()
+        self._took: float | None = None  # seconds a request holds its slot, on average
+        self._given_up = 0
 
     @classmethod
-    def from_connection_string(
-        cls, connection_string: str, *, container: str, table: str, **limits: Any
-    ) -> SharedMailboxLimiter:
-        """A limiter over ``container`` and ``table`` of a storage connection string (Azurite locally)."""
-        return cls(
-            container=ContainerClient.from_connection_string(connection_string, container, **STORAGE_OPTIONS),
-            table=TableClient.from_connection_string(connection_string, table, **STORAGE_OPTIONS),
-            **limits,
-        )
+    def from_connection_string(cls, connection_string: str, *, table: str, **limits: Any) -> SharedMailboxLimiter:
+        """A limiter over ``table`` of a storage connection string (Azurite locally)."""
+        return cls(table=TableClient.from_connection_string(connection_string, table, **STORAGE_OPTIONS), **limits)
 
     @contextmanager
     def slot(self, mailbox: str) -> Iterator[None]:
@@ -195,8 +206,9 @@ class SharedMailboxLimiter:
             with self._local.slot(mailbox):
                 yield
             return
+        key = mailbox_key(self._app_id, mailbox)
         try:
-            lease = self._shared_slot(mailbox)
+            request = self._shared_slot(key, mailbox)
         except AzureError as exc:
             self._fall_back(exc)
             with self._local.slot(mailbox):
@@ -204,31 +216,43 @@ class SharedMailboxLimiter:
             return
         # The request goes at once: the bucket it was counted in is the one Graph sees it arrive in.
         # (The worker's own pacer would only delay it past its bucket, so it stands by for fallback.)
+        started = time.monotonic()
         try:
             yield
         finally:
-            self._release(lease)
+            self._learn(time.monotonic() - started)
+            self._finish(key, [request])
+
+    def _learn(self, took: float) -> None:
+        """Keep a moving average of how long a request holds its slot (when to look for a free one)."""
+        with self._lock:
+            self._took = took if self._took is None else 0.8 * self._took + 0.2 * took
 
     def prepare(self, mailbox: str) -> None:
-        """For the warm-up: create what is missing, read the mailbox's window and lease and release one
-        of its slots (creating the slot's blob on first use), so the first send finds connections open.
+        """For the warm-up: create what is missing and read the mailbox's entity, so the first send
+        finds the connection open and writes at once. Nothing is counted.
 
-        Nothing is counted in the window, and the slot is held for one round trip only. A storage
-        error is raised as ``DependencyUnavailable``, for the warm-up to log.
+        A storage error is raised as ``DependencyUnavailable``, for the warm-up to log.
         """
         key = mailbox_key(self._app_id, mailbox)
         with azure_errors("the shared pacing's storage"):
             self._ensure_ready()
-            self._read(key)
-            lease = self._try_lease(f"{key}/slot-0")
-        if lease is not None:
-            self._release(lease)
+            window = self._read(key)
+        with self._lock:
+            pool = self._pool(key)
+            pool.seen, pool.fresh = window, True
 
     @property
     def storage_requests(self) -> dict[str, int]:
         """Storage transactions this limiter has made, by kind (the benchmark's cost per send)."""
         with self._lock:
             return dict(self._requests)
+
+    @property
+    def given_up(self) -> int:
+        """Requests counted but never sent: handed over too late, or counted by a write that took too long."""
+        with self._lock:
+            return self._given_up
 
     def _tick(self, kind: str) -> None:
         with self._lock:
@@ -239,26 +263,24 @@ class SharedMailboxLimiter:
         """False while the worker paces on its own because the limiter's storage failed."""
         return self._clock() >= self._down_until
 
-    def _shared_slot(self, mailbox: str) -> BlobLeaseClient:
-        """A concurrency slot (blob lease) for a request that is counted in the window.
+    def _shared_slot(self, key: str, mailbox: str) -> str:
+        """A request counted in the window and written in flight; its id.
 
-        One thread per worker and mailbox at a time takes a "turn": it waits for room in the
-        window, leases as many free slots as this worker has requests waiting (up to the room
-        left), counts exactly that many in one conditional write, and hands the extra slots to the
-        waiting threads. Storage sees at most one contender per instance, and a backlog costs one
-        read and one write per batch rather than per request. A slot handed over but not taken
-        within ``ARRIVAL_MARGIN`` is released, its count left standing (never an undercount).
+        One thread per worker and mailbox at a time takes a "turn": it waits for room, counts as
+        many requests as this worker has threads waiting (up to the room left) in one conditional
+        write, and hands the extra ones to the waiting threads. Storage sees at most one contender
+        per instance. A request handed over but not taken within ``ARRIVAL_MARGIN`` is finished
+        unused, its count left standing (never an undercount).
         """
-        key = mailbox_key(self._app_id, mailbox)
         deadline = time.monotonic() + self._max_wait
         with self._lock:
-            pool = self._pools.setdefault(key, _Pool())
+            pool = self._pool(key)
             pool.waiting += 1
         try:
             if not pool.turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
                 raise self._too_long(mailbox, "its limits", self._max_wait)
             try:
-                handed = self._handed(pool)
+                handed = self._handed(key, pool)
                 if handed is not None:
                     return handed
                 self._ensure_ready()
@@ -268,155 +290,205 @@ class SharedMailboxLimiter:
         finally:
             with self._lock:
                 pool.waiting -= 1
+            self._write_off_if_idle(key, pool)
 
-    def _handed(self, pool: _Pool) -> BlobLeaseClient | None:
-        """A slot an earlier turn counted and leased for a waiting thread, if one is still fresh."""
+    def _pool(self, key: str) -> _Pool:
+        """The mailbox's pool (call with the lock held)."""
+        if key not in self._pools:
+            self._pools[key] = _Pool(finished_changed=threading.Condition(self._lock))
+        return self._pools[key]
+
+    def _handed(self, key: str, pool: _Pool) -> str | None:
+        """A request an earlier turn counted for a waiting thread, if one is still fresh."""
         now = self._clock()
         with self._lock:
-            fresh = [(t, lease) for t, lease in pool.handed if now - t <= ARRIVAL_MARGIN - _HAND_OVER_SLACK]
-            stale = [lease for t, lease in pool.handed if now - t > ARRIVAL_MARGIN - _HAND_OVER_SLACK]
+            fresh = [(t, r) for t, r in pool.handed if now - t <= ARRIVAL_MARGIN - _HAND_OVER_SLACK]
+            stale = [r for t, r in pool.handed if now - t > ARRIVAL_MARGIN - _HAND_OVER_SLACK]
             pool.handed = fresh
             taken = pool.handed.pop()[1] if pool.handed else None
-        for lease in stale:
-            self._tick("stale")
-            self._release(lease)
+            pool.finished.update(stale)
+            self._given_up += len(stale)
         return taken
 
-    def _take_turn(self, pool: _Pool, key: str, mailbox: str, deadline: float) -> BlobLeaseClient:
-        window, room = self._room(key, mailbox, deadline)
-        with self._lock:
-            wanted = min(room, max(pool.waiting, 1), self._concurrency)
-        leases = self._acquire(key, mailbox, deadline, wanted)
-        try:
-            while not self._count(key, window, self._clock(), len(leases)):
-                # Another instance counted first: read the window again; give back what no longer fits.
-                window = self._read(key)
-                room = self._rate - window_use(window.counts, now=self._clock(), window=self._window).used
-                while len(leases) > max(room, 0):
-                    self._tick("given-back")
-                    self._release(leases.pop())
-                if not leases:
-                    window, room = self._room(key, mailbox, deadline)
-                    leases = self._acquire(key, mailbox, deadline, min(room, self._concurrency, 1))
-        except BaseException:
-            for lease in leases:
-                self._release(lease)
-            raise
-        counted_at = self._clock()
-        mine = leases.pop()
-        with self._lock:
-            pool.handed.extend((counted_at, lease) for lease in leases)
-        return mine
+    def _take_turn(self, pool: _Pool, key: str, mailbox: str, deadline: float) -> str:
+        """Take requests for this worker's waiting threads; the first one's id (the rest are handed over).
 
-    # --- rate: one entity per mailbox in Table storage -----------------------------------------
-    def _room(self, key: str, mailbox: str, deadline: float) -> tuple[Window, int]:
-        """Wait until the window has room; the window as last read, and how many more requests fit."""
+        Reads are spent only where they can tell something. Other instances only ever add to the
+        window, so a window full as this worker last wrote it is full indeed: it waits, then writes
+        from what it knows, and reads only if that write meets another instance's. Requests in flight
+        end, though: while some are this worker's own it waits for one of them to end (it knows that
+        without a read); otherwise it reads, backing off, no sooner than the earliest should end.
+        """
+        pause = _POLL_FIRST
         while True:
-            window = self._read(key)
             now = self._clock()
-            use = window_use(window.counts, now=now, window=self._window)
-            if use.used < self._rate:
-                return window, self._rate - use.used
-            assert use.frees_at is not None  # a full window has a counted bucket
-            wait = use.frees_at - now + random.uniform(0, 0.01)  # noqa: S311 (jitter, not a secret)
-            if time.monotonic() + wait > deadline:
-                raise self._too_long(mailbox, f"{self._rate} requests in {self._window:g} s", wait)
-            THROTTLING_WAIT.record(wait, {"source": "shared-pacing"})
-            self._sleep(wait)
+            with self._lock:
+                seen, fresh, finished = pool.seen, pool.fresh, set(pool.finished)
+                waiting = max(pool.waiting, 1)
+                own = len(pool.mine - pool.finished)
+            use = window_use(seen.counts, now=now, window=self._window)
+            room = min(self._rate - use.used, self._concurrency - len(seen.live(now, finished)))
+            if room > 0:
+                taken = [uuid.uuid4().hex[:12] for _ in range(min(room, waiting))]
+                if not self._write(pool, key, seen, now, taken=taken, finished=finished):
+                    self._remember(pool, self._read(key, "conflict"), fresh=True)  # another instance wrote first
+                elif self._clock() - now > ARRIVAL_MARGIN - _HAND_OVER_SLACK:
+                    # The write took so long that these requests could reach Graph in a later bucket than
+                    # they were counted in: they are given up (their counts stand) and the turn goes on.
+                    with self._lock:
+                        pool.finished.update(taken)
+                        self._given_up += len(taken)
+                else:
+                    with self._lock:
+                        pool.handed.extend((now, r) for r in taken[1:])  # fresh as long as the count is
+                    return taken[0]
+            elif use.used >= self._rate:
+                assert use.frees_at is not None  # a full window has a counted bucket
+                wait = use.frees_at - now + random.uniform(0, 0.01)  # noqa: S311 (jitter, not a secret)
+                if time.monotonic() + wait > deadline:
+                    raise self._too_long(mailbox, f"{self._rate} requests in {self._window:g} s", wait)
+                THROTTLING_WAIT.record(wait, {"source": "shared-pacing"})
+                self._wait_writing_off(pool, key, wait)
+            elif finished & seen.in_flight.keys():
+                # Others may be waiting for the slots this worker's finished requests still hold.
+                if not self._write(pool, key, seen, now, taken=[], finished=finished):
+                    self._remember(pool, self._read(key, "write-off-conflict"), fresh=True)
+            else:
+                # Backing off, but not looking before the earliest request in flight should end.
+                wait = max(random.uniform(0, pause), self._until_one_ends(seen, now, finished))  # noqa: S311
+                pause = min(pause * 2, _POLL_CAP)
+                if time.monotonic() + wait > deadline:
+                    raise self._too_long(mailbox, f"{self._concurrency} requests in flight", self._max_wait)
+                if own:
+                    if self._own_finish(pool, wait):
+                        continue  # one of this worker's requests finished: its slot is free, no read needed
+                elif fresh:
+                    self._sleep(wait)
+                self._remember(pool, self._read(key, "poll" if fresh else "stale"), fresh=True)
 
-    def _read(self, key: str) -> Window:
-        self._tick("read")
+    def _wait_writing_off(self, pool: _Pool, key: str, wait: float) -> None:
+        """Wait ``wait`` seconds for the window, writing off this worker's requests as they finish, so
+        that when the window frees no instance takes them for still in flight."""
+        until = time.monotonic() + wait
+        while (left := until - time.monotonic()) > 0:
+            with self._lock:
+                if not pool.finished_changed.wait_for(lambda: bool(pool.finished), timeout=left):
+                    return
+                seen, finished = pool.seen, set(pool.finished)
+            if not self._write(pool, key, seen, self._clock(), taken=[], finished=finished):
+                self._remember(pool, self._read(key, "write-off-conflict"), fresh=True)
+
+    def _until_one_ends(self, seen: Window, now: float, finished: set[str]) -> float:
+        """How long until the earliest request in flight should end, judged by how long this worker's own
+        requests take (0 when that is not known yet or already past)."""
+        if self._took is None:
+            return 0.0
+        started = min(until - self._lease_seconds for until in seen.live(now, finished).values())
+        return max(started + self._took - now, 0.0)
+
+    def _own_finish(self, pool: _Pool, wait: float) -> bool:
+        """Wait up to ``wait`` for one of this worker's requests in flight to finish; whether one did."""
+        with self._lock:
+            before = len(pool.finished)
+            return pool.finished_changed.wait_for(lambda: len(pool.finished) > before, timeout=wait)
+
+    def _finish(self, key: str, requests: list[str]) -> None:
+        """The requests are done: written off by the next turn's write, or now if no turn is coming."""
+        with self._lock:
+            pool = self._pools[key]
+            pool.finished.update(requests)
+            pool.finished_changed.notify_all()
+        self._write_off_if_idle(key, pool)
+
+    def _write_off_if_idle(self, key: str, pool: _Pool) -> None:
+        """Write this worker's finished requests off now, unless a thread of its own will write soon anyway.
+
+        A thread in the turn or waiting for it will (its write carries them); this runs again when it
+        leaves, so the last one out writes them off.
+        """
+        if not pool.turn.acquire(blocking=False):
+            return  # the turn's holder writes them off, or runs this when it leaves
+        try:
+            while True:
+                with self._lock:
+                    if pool.waiting or not pool.finished or pool.handed:
+                        return
+                    seen, finished = pool.seen, set(pool.finished)
+                try:
+                    if self._write(pool, key, seen, self._clock(), taken=[], finished=finished):
+                        return
+                    self._remember(pool, self._read(key, "write-off-conflict"), fresh=True)
+                except AzureError as exc:
+                    # They stop counting by themselves after lease_seconds; nothing is lost but that time.
+                    log.warning(
+                        "could not write off finished requests (%s); they stop counting when their time ends",
+                        type(exc).__name__,
+                    )
+                    with self._lock:
+                        pool.finished -= finished
+                    return
+        finally:
+            pool.turn.release()
+
+    # --- the mailbox's entity in Table storage -----------------------------------------------------
+    def _remember(self, pool: _Pool, window: Window, *, fresh: bool) -> None:
+        with self._lock:
+            pool.seen, pool.fresh = window, fresh
+
+    def _read(self, key: str, why: str = "") -> Window:
+        self._tick(f"read-{why}" if why else "read")
         try:
             entity = self._table.get_entity(key, _WINDOW_ROW, **self._hook)
         except ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) == "TableNotFound":
                 raise
-            return Window({}, None)
+            return _EMPTY
         counts = {int(bucket): int(n) for bucket, n in json.loads(entity["Buckets"]).items()}
-        return Window(counts, entity.metadata["etag"])
+        in_flight = {str(r): float(until) for r, until in json.loads(entity.get("InFlight") or "{}").items()}
+        return Window(counts, in_flight, entity.metadata["etag"])
 
-    def _count(self, key: str, window: Window, now: float, requests: int = 1) -> bool:
-        """Add ``requests`` to their bucket; False if another instance changed the window first."""
-        bucket = count_bucket(now, self._window)
+    def _write(self, pool: _Pool, key: str, seen: Window, now: float, *, taken: list[str], finished: set[str]) -> bool:
+        """Count ``taken`` in their bucket and in flight, ``finished`` no longer; False if another
+        instance changed the entity since ``seen``."""
         oldest = int(now // (self._window / BUCKETS)) - BUCKETS
-        # Buckets that no longer count are dropped, so the entity stays small.
-        counts = {b: n for b, n in window.counts.items() if b >= oldest}
-        counts[bucket] = counts.get(bucket, 0) + requests
-        entity = {"PartitionKey": key, "RowKey": _WINDOW_ROW, "Buckets": json.dumps(counts)}
-        self._tick("write")
+        # Buckets and requests that no longer count are dropped, so the entity stays small.
+        counts = {b: n for b, n in seen.counts.items() if b >= oldest}
+        if taken:
+            bucket = count_bucket(now, self._window)
+            counts[bucket] = counts.get(bucket, 0) + len(taken)
+        in_flight = seen.live(now, finished) | dict.fromkeys(taken, now + self._lease_seconds)
+        entity = {
+            "PartitionKey": key,
+            "RowKey": _WINDOW_ROW,
+            "Buckets": json.dumps(counts),
+            "InFlight": json.dumps(in_flight),
+        }
+        self._tick("write" if taken else "write-off")
         try:
-            if window.etag is None:
-                self._table.create_entity(entity, **self._hook)
+            if seen.etag is None:
+                written = self._table.create_entity(entity, **self._hook)
             else:
-                self._table.update_entity(
+                written = self._table.update_entity(
                     entity,
                     mode=UpdateMode.REPLACE,
-                    etag=window.etag,
+                    etag=seen.etag,
                     match_condition=MatchConditions.IfNotModified,
                     **self._hook,
                 )
         except (ResourceExistsError, ResourceModifiedError):
             return False
+        with self._lock:
+            pool.seen, pool.fresh = Window(counts, in_flight, written.get("etag")), False
+            pool.mine = (pool.mine | set(taken)) - finished
+            pool.finished -= finished
         return True
-
-    # --- concurrency: blob leases ---------------------------------------------------------------
-    def _acquire(self, key: str, mailbox: str, deadline: float, wanted: int = 1) -> list[BlobLeaseClient]:
-        """Up to ``wanted`` free slots (at least one, polling until ``deadline``)."""
-        pause = _POLL_FIRST
-        while True:
-            leases: list[BlobLeaseClient] = []
-            for index in random.sample(range(self._concurrency), self._concurrency):
-                lease = self._try_lease(f"{key}/slot-{index}")
-                if lease is not None:
-                    leases.append(lease)
-                    if len(leases) == wanted:
-                        break
-            if leases:
-                return leases
-            wait = random.uniform(0, pause)  # noqa: S311 (jitter, not a secret)
-            if time.monotonic() + wait > deadline:
-                raise self._too_long(mailbox, f"{self._concurrency} requests in flight", self._max_wait)
-            self._sleep(wait)
-            pause = min(pause * 2, _POLL_CAP)
-
-    def _try_lease(self, blob: str) -> BlobLeaseClient | None:
-        lease = BlobLeaseClient(self._container.get_blob_client(blob))
-        for _ in range(2):
-            self._tick("lease")
-            try:
-                lease.acquire(lease_duration=self._lease_seconds)
-                return lease
-            except ResourceNotFoundError as exc:
-                if getattr(exc, "error_code", None) == "ContainerNotFound":
-                    raise
-                self._create_slot(blob)  # first use of this slot
-            except HttpResponseError as exc:
-                if exc.status_code == 409:  # LeaseAlreadyPresent: another request holds the slot
-                    return None
-                raise
-        return None
-
-    def _create_slot(self, blob: str) -> None:
-        self._tick("create")
-        with suppress(ResourceExistsError):  # another instance created it
-            self._container.upload_blob(blob, b"", overwrite=False)
-
-    def _release(self, lease: BlobLeaseClient) -> None:
-        self._tick("release")
-        try:
-            lease.release()
-        except AzureError as exc:
-            # The lease ends by itself after lease_seconds; nothing is lost but that slot's time.
-            log.warning("could not release a pacing slot (%s); it frees itself when its lease ends", type(exc).__name__)
 
     # --- setup and fallback -------------------------------------------------------------------
     def _ensure_ready(self) -> None:
         if self._ready or not self._create_missing:
             return
-        # Local storage (Azurite) starts empty; in Azure the Bicep creates both and the app's roles
-        # are scoped to them, so it could not create them anyway.
-        with suppress(ResourceExistsError):
-            self._container.create_container()
+        # Local storage (Azurite) starts empty; in Azure the Bicep creates the table and the app's
+        # role is scoped to it, so it could not create it anyway.
         with suppress(ResourceExistsError):
             self._table.create_table()
         self._ready = True

@@ -203,12 +203,11 @@ def build_pacer(settings: Settings) -> Pacer:
         window=settings.mailbox_window,
         max_wait=settings.graph_max_retry_wait,
     )
-    shares_storage = settings.storage_connection or (settings.blob_service_uri and settings.table_service_uri)
+    shares_storage = settings.storage_connection or settings.table_service_uri
     if settings.graph_pacing == "worker" or not shares_storage:
         return local  # asked for, or no storage (a local HTTP-only run): nothing to share with
-    # Imported here, and only with storage to share: the Blob SDK alone takes about 160 ms to import.
+    # Imported here, and only with storage to share.
     from azure.data.tables import TableClient
-    from azure.storage.blob import ContainerClient
 
     from m365send.shared_pacing import STORAGE_OPTIONS, SharedMailboxLimiter
 
@@ -225,25 +224,21 @@ def build_pacer(settings: Settings) -> Pacer:
         if settings.storage_connection:
             return SharedMailboxLimiter.from_connection_string(
                 settings.storage_connection,
-                container=settings.pacing_container,
                 table=settings.pacing_table,
-                create_missing=True,  # local storage (Azurite) starts empty; in Azure the Bicep creates both
+                create_missing=True,  # local storage (Azurite) starts empty; in Azure the Bicep creates it
                 **limits,
             )
-        if settings.blob_service_uri and settings.table_service_uri:
-            credential = _storage_credential(settings)
-            return SharedMailboxLimiter(
-                container=ContainerClient(
-                    settings.blob_service_uri, settings.pacing_container, credential=credential, **STORAGE_OPTIONS
-                ),
-                table=TableClient(
-                    settings.table_service_uri, settings.pacing_table, credential=credential, **STORAGE_OPTIONS
-                ),
-                **limits,
+        if settings.table_service_uri:
+            table = TableClient(
+                settings.table_service_uri,
+                settings.pacing_table,
+                credential=_storage_credential(settings),
+                **STORAGE_OPTIONS,
             )
+            return SharedMailboxLimiter(table=table, **limits)
     except ValueError as exc:
-        # A connection string without a blob or table endpoint (e.g. a SAS for one service only).
-        log.warning("shared mailbox pacing needs blob and table endpoints (%s); each worker paces itself", exc)
+        # A connection string without a table endpoint (e.g. a SAS for one service only).
+        log.warning("shared mailbox pacing needs a table endpoint (%s); each worker paces itself", exc)
     return local  # no storage (a local HTTP-only run): nothing to share with
 
 

@@ -139,14 +139,15 @@ def test_the_role_assignments_are_found() -> None:
     assert {"hostBlobs", "attachmentReader", "outboxContributor", "tableContributor", "secretReaders"} <= names
 
 
-def test_the_shared_pacing_container_and_table_are_created_and_the_app_may_use_only_them() -> None:
+def test_the_shared_pacing_table_is_created_and_the_app_may_use_only_it() -> None:
     storage = (INFRA / "app" / "storage.bicep").read_text()
     roles = {name: body for _, name, _, body in role_assignments()}
 
-    assert "name: pacingContainerName" in storage
     assert "name: pacingTableName" in storage
-    assert "scope: storage::blobService::pacing\n" in roles["pacingSlots"]
     assert "scope: storage::tableService::pacing\n" in roles["pacingWindow"]
+    # The limiter keeps both limits in its table: no pacing blobs, so no Blob role for pacing.
+    assert "pacingContainer" not in storage
+    assert not any("pacing" in body and "blobService" in body for body in roles.values())
 
 
 @pytest.mark.parametrize("assignment", role_assignments(), ids=lambda a: f"{a[0]}:{a[1]}")
@@ -221,11 +222,6 @@ ROLES = {
         "Storage Table Data Contributor",
         "the pacing table",
         "storage/tables/authorize-access-azure-active-directory",
-    ),
-    "pacingSlots": (
-        "Storage Blob Data Contributor",
-        "the pacing container",
-        "storage/blobs/authorize-access-azure-active-directory",
     ),
     "attachmentReader": (
         "Storage Blob Data Reader",

@@ -1,4 +1,4 @@
-"""Graph's mailbox limits shared by every instance: blob-lease slots and a Table window, on Azurite."""
+"""Graph's mailbox limits shared by every instance: one Table entity per mailbox, on Azurite."""
 
 from __future__ import annotations
 
@@ -50,10 +50,9 @@ def make_limiter(
     app_id: str = "app",
     service_time: ServiceTime | None = None,
 ) -> SharedMailboxLimiter:
-    """One instance's limiter over the container and table ``names``, as the worker builds it."""
+    """One instance's limiter over the table ``names``, as the worker builds it."""
     return SharedMailboxLimiter.from_connection_string(
         connection_string,
-        container=names,
         table=names.replace("-", ""),
         app_id=app_id,
         concurrency=concurrency,
@@ -70,7 +69,7 @@ def make_limiter(
 
 @pytest.fixture
 def names() -> str:
-    """A fresh container / table name for one test's limiters."""
+    """A fresh table name for one test's limiters."""
     return f"pacing{uuid.uuid4().hex[:12]}"
 
 
@@ -78,7 +77,7 @@ def names() -> str:
 
 
 def test_the_window_counts_the_current_bucket_and_the_buckets_before_it() -> None:
-    width = 600 / BUCKETS  # 30 s
+    width = 600 / BUCKETS  # 10 s
     now = 100 * width + 5
     counts = {100: 2, 100 - BUCKETS: 3, 100 - BUCKETS - 1: 7}
 
@@ -220,7 +219,7 @@ def test_a_slot_held_by_a_killed_worker_is_free_within_one_lease_period(azurite:
     holder.wait()
     limiter = make_limiter(azurite.connection_string, names, concurrency=2, max_wait=0.5)
     with pytest.raises(DependencyUnavailable), limiter.slot(MAILBOX):
-        pass  # the dead worker's leases still hold both slots
+        pass  # the dead worker's requests still count as in flight
 
     limiter = make_limiter(azurite.connection_string, names, concurrency=2, max_wait=30)
     with limiter.slot(MAILBOX):
@@ -234,7 +233,7 @@ def test_a_slot_held_by_a_killed_worker_is_free_within_one_lease_period(azurite:
 
 def test_unreachable_storage_falls_back_to_the_workers_own_pacing(caplog: pytest.LogCaptureFixture) -> None:
     dead = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;" + (
-        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+        "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
     )
     limiter = make_limiter(dead, "pacing-down")
     entered = 0
@@ -303,7 +302,25 @@ def test_a_worker_without_storage_imports_no_storage_sdk_for_pacing() -> None:
     assert result.stdout.split() == ["MailboxPacer", "False", "False"], result.stderr
 
 
-def test_preparing_a_mailbox_counts_nothing_and_leaves_its_first_slot_ready(azurite: Azurite, names: str) -> None:
+def test_a_worker_with_storage_imports_no_blob_sdk_for_pacing(azurite: Azurite) -> None:
+    # The Blob SDK takes about 160 ms to import; the limiter needs only Table storage.
+    probe = (
+        "import sys\n"
+        "from m365send.settings import Settings\n"
+        "from m365send.wiring import build_pacer\n"
+        "settings = Settings(tenant_id='t', client_id='c', key_vault_url='https://v.vault.azure.net',"
+        f" client_secret_name='s', sender='a@contoso.com', storage_connection={azurite.connection_string!r})\n"
+        "pacer = build_pacer(settings)\n"
+        "print(type(pacer).__name__, 'azure.storage.blob' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    assert result.stdout.split() == ["SharedMailboxLimiter", "False"], result.stderr
+
+
+def test_preparing_a_mailbox_counts_nothing_and_lets_the_first_request_write_at_once(
+    azurite: Azurite, names: str
+) -> None:
     warmed = make_limiter(azurite.connection_string, names, rate=1, concurrency=1)
 
     warmed.prepare(MAILBOX)
@@ -311,8 +328,74 @@ def test_preparing_a_mailbox_counts_nothing_and_leaves_its_first_slot_ready(azur
     with warmed.slot(MAILBOX):  # the window's one request is still free: preparing counted nothing
         pass
 
-    assert prepared == {"read": 1, "lease": 2, "create": 1, "release": 1}
-    assert warmed.storage_requests["create"] == 1  # the first send found its slot's blob there
+    assert prepared == {"read": 1}
+    assert warmed.storage_requests == {"read": 1, "write": 1, "write-off": 1}
+
+
+def test_one_request_at_a_time_with_room_in_the_window_costs_two_storage_requests(azurite: Azurite, names: str) -> None:
+    limiter = make_limiter(azurite.connection_string, names)
+    with limiter.slot(MAILBOX):
+        pass
+    before = sum(limiter.storage_requests.values())
+
+    for _ in range(20):
+        with limiter.slot(MAILBOX):
+            pass
+
+    assert sum(limiter.storage_requests.values()) - before == 40  # a write to take it, one to write it off
+
+
+@pytest.mark.parametrize(
+    ("hold", "most_per_request"),
+    [(0.0, 2.5), (0.05, 5.0)],  # the blob-lease slots it replaced took 6.3 and 8.8 here (1.1-1.5, 2.6-3.3 now)
+    ids=["requests-end-at-once", "concurrency-binds"],
+)
+def test_a_backlog_from_three_instances_costs_few_storage_requests_per_request(
+    azurite: Azurite, names: str, hold: float, most_per_request: float
+) -> None:
+    instances = [make_limiter(azurite.connection_string, names, concurrency=4) for _ in range(3)]
+
+    def request(n: int) -> None:
+        with instances[n % 3].slot(MAILBOX):
+            time.sleep(hold)
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        list(pool.map(request, range(240)))
+
+    total = sum(sum(limiter.storage_requests.values()) for limiter in instances)
+    assert total / 240 < most_per_request
+
+
+def test_finished_requests_are_written_off_when_no_turn_is_coming(azurite: Azurite, names: str) -> None:
+    limiter = make_limiter(azurite.connection_string, names, concurrency=2)
+    with limiter.slot(MAILBOX), limiter.slot(MAILBOX):
+        in_flight = json.loads(_entity(azurite, names)["InFlight"])
+
+    assert len(in_flight) == 2
+    assert json.loads(_entity(azurite, names)["InFlight"]) == {}
+
+
+def test_the_limiter_needs_table_storage_only(names: str, azurite: Azurite) -> None:
+    tables_only = (
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={_key(azurite)};"
+        f"TableEndpoint={azurite.endpoint('table')};"
+    )
+    limiter = make_limiter(tables_only, names, rate=1, window=600, max_wait=0.5)
+    with limiter.slot(MAILBOX):
+        pass
+
+    with pytest.raises(DependencyUnavailable), limiter.slot(MAILBOX):
+        pass  # the window's one request is taken: the limit is shared, not the worker's own
+    assert limiter.shared
+
+
+def _entity(azurite: Azurite, names: str) -> Any:
+    (entity,) = TableClient.from_connection_string(azurite.connection_string, names).list_entities()
+    return entity
+
+
+def _key(azurite: Azurite) -> str:
+    return next(p.split("=", 1)[1] for p in azurite.connection_string.split(";") if p.startswith("AccountKey="))
 
 
 def test_preparing_with_storage_down_is_a_dependency_error_for_the_warm_up_to_log(names: str) -> None:

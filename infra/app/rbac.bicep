@@ -7,7 +7,6 @@ param storageAccountName string
 param queueName string
 param tableName string
 param pacingTableName string
-param pacingContainerName string
 param completionQueueName string
 param attachmentContainerName string
 param applicationInsightsName string
@@ -16,15 +15,14 @@ param principalId string
 // Storage Blob Data Owner: the Functions host's blobs (host id, locks, keys) and the Flex deployment
 // package, on the host's own account, as Microsoft documents for identity-based AzureWebJobsStorage.
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-// Storage Blob Data Contributor: create and lease the per-mailbox pacing slots (blob leases).
-var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 // Storage Blob Data Reader: read attachment blobs.
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 // Storage Queue Data Contributor: receive and delete outbox messages, hand them back, poison them.
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 // Storage Queue Data Message Sender: completion messages on the producers' completion queue (add only).
 var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
-// Storage Table Data Contributor: send records and dead letters; the shared pacing window; and, on the
+// Storage Table Data Contributor: send records and dead letters; the shared pacing (window and requests
+// in flight); and, on the
 // host's account, the host's diagnostic events (a monthly AzureFunctionsDiagnosticEvents table).
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 // Monitoring Metrics Publisher: send telemetry to Application Insights with Entra auth.
@@ -42,10 +40,6 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
     resource attachments 'containers' existing = {
       name: attachmentContainerName
-    }
-
-    resource pacing 'containers' existing = {
-      name: pacingContainerName
     }
   }
 
@@ -154,16 +148,6 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
-  }
-}
-
-resource pacingSlots 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage::blobService::pacing.id, principalId, storageBlobDataContributor)
-  scope: storage::blobService::pacing
-  properties: {
-    principalId: principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
   }
 }
 

@@ -1,5 +1,5 @@
 // The app's data account: the outbox queue and its poison queue, the completion queue, the send
-// table, the pacing table and container and the attachment container; each granted to the app on
+// table, the pacing table and the attachment container; each granted to the app on
 // its own (rbac.bicep). The Functions host's state is in host-storage.bicep's account. Entra auth
 // only: no shared keys.
 param name string
@@ -7,9 +7,8 @@ param location string
 param tags object = {}
 param queueName string
 param tableName string
-@description('Table and container of the per-mailbox pacing shared by all instances.')
+@description('Table of the per-mailbox pacing shared by all instances (one entity per mailbox).')
 param pacingTableName string
-param pacingContainerName string
 @description('Queue that queue producers may name for completion messages (envelope "notify").')
 param completionQueueName string
 param attachmentContainerName string
@@ -84,14 +83,6 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource attachmentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: attachmentContainerName
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-resource pacingContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: pacingContainerName
   properties: {
     publicAccess: 'None'
   }
