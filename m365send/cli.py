@@ -270,15 +270,19 @@ def _offline_settings(args: argparse.Namespace) -> Settings:
         sender = given.get("Address") if isinstance(given, dict) else None
     if not sender:
         raise UsageError("--dry-run without the app settings needs the sending mailbox: pass --sender or --from")
-    # Nothing is contacted: the credential settings only have to be well-formed.
-    return Settings(
-        tenant_id="dry-run",
-        client_id="dry-run",
-        key_vault_url="https://dry-run.invalid",
-        client_secret_name="dry-run",  # noqa: S106 (a secret's name, never read)
-        certificate_name=None,
-        sender=sender,
-    )
+    # Nothing is contacted: the credential settings only have to be well-formed; the rest (allowed
+    # senders, on-behalf-of pairs) still comes from the environment.
+    dry_run = {
+        "M365_TENANT_ID": "dry-run",
+        "M365_CLIENT_ID": "dry-run",
+        "KEY_VAULT_URL": "https://dry-run.invalid",
+        "M365_CLIENT_SECRET_NAME": "dry-run",
+        "M365_CERTIFICATE_NAME": "",
+        "M365_CERTIFICATE_PASSWORD_NAME": "",
+        "M365_FEDERATED_CLIENT_ID": "",
+        "M365_SENDER": sender,
+    }
+    return Settings.model_validate({**os.environ, **dry_run})
 
 
 def _dry_run_command(worker: Worker, args: argparse.Namespace) -> int:

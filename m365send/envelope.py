@@ -65,7 +65,8 @@ def encoded_size(length: int) -> int:
 class Envelope(BaseModel):
     """What producers put on the outbox queue (JSON, base64-encoded as host.json expects)."""
 
-    model_config = ConfigDict(extra="forbid", title="m365send queue envelope")
+    # Built when the first queue message arrives, not at import: an HTTP worker never needs it.
+    model_config = ConfigDict(extra="forbid", title="m365send queue envelope", defer_build=True)
 
     id: str | None = Field(
         default=None,

@@ -127,4 +127,6 @@ def parse_enum(enum: type[Priority] | type[BodyFormat], seed_name: str, value: A
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Each model's validator is built on its first use, not at import: a send validates the request
+    # model alone (which holds the others), so their own validators are never built at all.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)

@@ -1,15 +1,21 @@
-"""App settings (environment variables) → typed ``Settings``, validated once, naming what is wrong."""
+"""App settings (environment variables) → typed ``Settings``, validated once, naming what is wrong.
+
+The environment is the only source, so the settings are a plain pydantic model validated from
+``os.environ`` (names are the fields' aliases): pydantic-settings would add its other sources'
+imports (CLI, dotenv, cloud secret stores, asyncio) to every cold start, for nothing the app reads.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from m365send.addresses import fold_address
 from m365send.attachments import is_container_name
@@ -33,10 +39,10 @@ def _entries(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Everything the service reads from its app settings. Field aliases are the setting names."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     tenant_id: str = Field(validation_alias="M365_TENANT_ID", min_length=1)
     client_id: str = Field(validation_alias="M365_CLIENT_ID", min_length=1)
@@ -52,17 +58,11 @@ class Settings(BaseSettings):
     certificate_name: str | None = Field(default=None, validation_alias="M365_CERTIFICATE_NAME")
     certificate_password_name: str | None = Field(default=None, validation_alias="M365_CERTIFICATE_PASSWORD_NAME")
     sender: str = Field(validation_alias="M365_SENDER", min_length=1)
-    allowed_senders: Annotated[frozenset[str], NoDecode] = Field(
-        default=frozenset(), validation_alias="M365_ALLOWED_SENDERS"
-    )
+    allowed_senders: frozenset[str] = Field(default=frozenset(), validation_alias="M365_ALLOWED_SENDERS")
     # "delegate>principal" pairs: From may send on behalf of OnBehalfOf (Exchange's Send on Behalf).
-    on_behalf_of: Annotated[frozenset[tuple[str, str]], NoDecode] = Field(
-        default=frozenset(), validation_alias="M365_ON_BEHALF_OF"
-    )
+    on_behalf_of: frozenset[tuple[str, str]] = Field(default=frozenset(), validation_alias="M365_ON_BEHALF_OF")
     # Queues a queue producer may name for completion messages (its envelope's "notify").
-    completion_queues: Annotated[frozenset[str], NoDecode] = Field(
-        default=frozenset(), validation_alias="M365_COMPLETION_QUEUES"
-    )
+    completion_queues: frozenset[str] = Field(default=frozenset(), validation_alias="M365_COMPLETION_QUEUES")
     managed_identity_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")
     authority_host: str = Field(default=DEFAULT_AUTHORITY_HOST, validation_alias="M365_AUTHORITY_HOST")
     graph_base_url: str = Field(default=DEFAULT_GRAPH_BASE_URL, validation_alias="GRAPH_BASE_URL")
@@ -76,18 +76,14 @@ class Settings(BaseSettings):
     mailbox_concurrency: int = Field(default=4, ge=1, validation_alias="M365_GRAPH_MAILBOX_CONCURRENCY")
     mailbox_rate: int = Field(default=10_000, ge=1, validation_alias="M365_GRAPH_MAILBOX_RATE")
     mailbox_window: float = Field(default=600.0, gt=0, validation_alias="M365_GRAPH_MAILBOX_WINDOW_SECONDS")
-    # shared: those limits hold across every instance (blob leases and a Table window in the data
+    # shared: those limits hold across every instance (one Table entity per mailbox in the data
     # storage); worker: each worker paces itself, as when the shared limiter's storage is down.
     graph_pacing: Literal["shared", "worker"] = Field(default="shared", validation_alias="M365_GRAPH_PACING")
-    pacing_container: str = Field(
-        default="mailbox-pacing",
-        pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
-        validation_alias="M365_PACING_CONTAINER",
-    )
     pacing_table: str = Field(
         default="mailboxpacing", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", validation_alias="M365_PACING_TABLE"
     )
-    # Blob leases last 15 to 60 s; longer than one Graph request, so a slot is not lost mid-request.
+    # How long a request counts as in flight if its worker never writes it off (a crash): longer than
+    # one Graph request (M365_HTTP_TIMEOUT), so a slow request still counts while it runs.
     pacing_lease_seconds: int = Field(default=30, ge=15, le=60, validation_alias="M365_PACING_LEASE_SECONDS")
     # The app's data account ("M365Storage", also the queue trigger's connection), as a connection string
     # (Azurite) or identity-based. The Functions host's AzureWebJobsStorage is another account in Azure.
@@ -97,9 +93,7 @@ class Settings(BaseSettings):
     blob_service_uri: str | None = Field(default=None, validation_alias="M365Storage__blobServiceUri")
     storage_client_id: str | None = Field(default=None, validation_alias="M365Storage__clientId")
     # Containers attachments may be read from: a name (in the data account) or a container URL.
-    attachment_containers: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=(), validation_alias="M365_ATTACHMENT_CONTAINERS"
-    )
+    attachment_containers: tuple[str, ...] = Field(default=(), validation_alias="M365_ATTACHMENT_CONTAINERS")
     message_max_mb: int = Field(default=150, ge=1, le=150, validation_alias="M365_MESSAGE_MAX_MB")
     queue_name: str = Field(
         default="email-outbox", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", validation_alias="M365_QUEUE_NAME"
@@ -307,10 +301,10 @@ _NAMES = {name: str(field.validation_alias) for name, field in Settings.model_fi
 _SEED_EXCEPTION = {"missing": "PropertyNullException", "string_too_short": "PropertyEmptyException"}
 
 
-def load_settings() -> Settings:
+def load_settings(environment: Mapping[str, str] | None = None) -> Settings:
     """Read and check the settings from the environment; ``ConfigurationInvalid`` names each bad one."""
     try:
-        return Settings()
+        return Settings.model_validate(dict(os.environ if environment is None else environment))
     except ValidationError as exc:
         problems: list[str] = []
         names: list[str] = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -184,3 +186,21 @@ def test_a_recipient_string_of_only_separators_is_an_empty_to(seed_message: dict
         parse_send_request(seed_message)
 
     assert [(p.field, p.exception) for p in caught.value.problems] == [("To", "PropertyEmptyException")]
+
+
+def test_a_request_builds_only_the_request_models_validator_on_first_use() -> None:
+    # Validators are built on first use, not at import: a send validates the request model, which
+    # holds the others, so neither theirs nor the queue envelope's is ever built in an HTTP worker.
+    probe = (
+        "from m365send.message import EmailMessage, SendRequest\n"
+        "from m365send.envelope import Envelope\n"
+        "from m365send.models import parse_send_request\n"
+        "from standins.examples import SEED_EXAMPLE\n"
+        "built = lambda: [m.__name__ for m in (EmailMessage, SendRequest, Envelope) if m.__pydantic_complete__]\n"
+        "before = built()\n"
+        "parse_send_request(SEED_EXAMPLE)\n"
+        "print(before, built())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+
+    assert result.stdout.strip() == "[] ['SendRequest']", result.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from m365send.errors import ConfigurationInvalid
@@ -96,3 +99,19 @@ def test_loopback_vault_is_recognised(env: dict[str, str], monkeypatch: pytest.M
     monkeypatch.setenv("KEY_VAULT_URL", "https://127.0.0.1:8443")
 
     assert load_settings().vault_is_loopback
+
+
+def test_settings_come_from_the_environment_alone_with_no_settings_library_imported() -> None:
+    # pydantic-settings imports its CLI, dotenv, cloud secret store sources and asyncio: a cold start
+    # paid for them though the app reads nothing but its environment.
+    probe = (
+        "import sys\n"
+        "from m365send.settings import load_settings\n"
+        "settings = load_settings({'M365_TENANT_ID': 't', 'M365_CLIENT_ID': 'c', 'M365_FEDERATED_CLIENT_ID': 'm',"
+        " 'M365_SENDER': 'a@contoso.com', 'M365_ALLOWED_SENDERS': 'a@contoso.com; b@contoso.com'})\n"
+        "print(sorted(settings.allowed_senders), settings.credential_mode,"
+        " [m for m in sys.modules if m.startswith(('pydantic_settings', 'dotenv'))])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+
+    assert result.stdout.strip() == "['a@contoso.com', 'b@contoso.com'] federated []", result.stderr
