@@ -125,10 +125,11 @@ def test_keyed_sends_load_no_queue_sdk_until_a_message_goes_on_a_queue(storage_s
     # The Queue SDK takes about 130 ms to import; send records need only Table storage.
     probe = (
         "import os, sys\n"
-        "from m365send.settings import Settings\n"
+        "from m365send.settings import load_settings\n"
         "from m365send.wiring import build_storage\n"
-        "settings = Settings(tenant_id='t', client_id='c', key_vault_url='https://v.vault.azure.net',"
-        " client_secret_name='s', sender='a@contoso.com')\n"
+        "settings = load_settings({**os.environ, 'M365_TENANT_ID': 't', 'M365_CLIENT_ID': 'c',"
+        " 'KEY_VAULT_URL': 'https://v.vault.azure.net', 'M365_CLIENT_SECRET_NAME': 's',"
+        " 'M365_SENDER': 'a@contoso.com'})\n"
         "storage = build_storage(settings)\n"
         "print('azure.storage.queue' in sys.modules, end=' ')\n"
         "storage.outbox.create_queue()\n"
