@@ -105,6 +105,11 @@ def dollars_per_million(quantities: dict[str, float]) -> dict[str, float]:
     return cost
 
 
+def _decimal(usd: float) -> str:
+    """A price as plain decimals (0.000026, not 2.6e-05)."""
+    return f"{usd:.8f}".rstrip("0").rstrip(".")
+
+
 def _unit(name: str) -> float:
     price = PRICES[name]
     return price.usd / price.per
@@ -132,7 +137,8 @@ def report(rows: list[dict[str, Any]]) -> str:
     acs = PRICES["acs_email"]
     acs_total = f"${acs.usd * 1e6:,.0f} + $120/GB"
     lines.append(["Azure Communication Services Email, for comparison", "", "", "", "", "", "", acs_total])
-    prices = "\n".join(f"- ${p.usd:g} per {p.per:,g} {p.unit}: {p.page} ({p.read})." for p in PRICES.values())
+    prices = "\n".join(f"- ${_decimal(p.usd)} per {p.per:,.0f} {p.unit}: {p.page} ({p.read})." for p in PRICES.values())
+
     return (
         table(
             "7. What a million emails cost on Flex Consumption (pay-as-you-go, before free grants)",
