@@ -87,7 +87,7 @@ _POLL_CAP = 0.25
 
 
 def mailbox_key(app_id: str, mailbox: str) -> str:
-    """The storage key of one app's budget on one mailbox (a hash: no address in blob or row names)."""
+    """The storage key of one app's budget on one mailbox (a hash: no address in the table's keys)."""
     return hashlib.sha256(f"{app_id.casefold()}\n{mailbox.casefold()}".encode()).hexdigest()[:32]
 
 

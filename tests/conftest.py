@@ -93,6 +93,20 @@ class Answer:
 
 
 @functools.cache
+def fresh_python(code: str, env: dict[str, str] | None = None) -> str:
+    """Run ``code`` in a fresh interpreter at the project's root (what a cold worker imports); its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def indexed_functions() -> dict[str, Any]:
     """The app's functions as the Functions host indexes them (indexing may run once per app)."""
     return {str(f.get_function_name()): f for f in function_app.app.get_functions()}

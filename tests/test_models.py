@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from m365send.attachments import resolve_attachments
 from m365send.errors import RequestInvalid
 from m365send.models import BodyFormat, Priority, parse_message_json, parse_send_request
 from standins.examples import SEED_EXAMPLE
+from tests.conftest import fresh_python
 
 
 def problems(message: Any, **kwargs: Any) -> list[tuple[str, str, str]]:
@@ -201,6 +200,4 @@ def test_a_request_builds_only_the_request_models_validator_on_first_use() -> No
         "parse_send_request(SEED_EXAMPLE)\n"
         "print(before, built())\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-
-    assert result.stdout.strip() == "[] ['SendRequest']", result.stderr
+    assert fresh_python(probe) == "[] ['SendRequest']"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from m365send.errors import ConfigurationInvalid
 from m365send.settings import DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_BASE_URL, load_settings
+from tests.conftest import fresh_python
 
 BASE = {
     "M365_TENANT_ID": "contoso.onmicrosoft.com",
@@ -112,6 +110,4 @@ def test_settings_come_from_the_environment_alone_with_no_settings_library_impor
         "print(sorted(settings.allowed_senders), settings.credential_mode,"
         " [m for m in sys.modules if m.startswith(('pydantic_settings', 'dotenv'))])\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-
-    assert result.stdout.strip() == "['a@contoso.com', 'b@contoso.com'] federated []", result.stderr
+    assert fresh_python(probe) == "['a@contoso.com', 'b@contoso.com'] federated []"

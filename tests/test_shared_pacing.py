@@ -32,7 +32,7 @@ from m365send.shared_pacing import (
 )
 from standins.azurite import Azurite
 from standins.cloud import LocalCloud
-from tests.conftest import Configure
+from tests.conftest import Configure, fresh_python
 
 ROOT = Path(__file__).resolve().parent.parent
 MAILBOX = "ops@contoso.com"
@@ -313,9 +313,8 @@ def test_a_worker_with_storage_imports_no_blob_sdk_for_pacing(azurite: Azurite) 
         "pacer = build_pacer(settings)\n"
         "print(type(pacer).__name__, 'azure.storage.blob' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
 
-    assert result.stdout.split() == ["SharedMailboxLimiter", "False"], result.stderr
+    assert fresh_python(probe).split() == ["SharedMailboxLimiter", "False"]
 
 
 def test_preparing_a_mailbox_counts_nothing_and_lets_the_first_request_write_at_once(
