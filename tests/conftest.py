@@ -92,7 +92,6 @@ class Answer:
     body: dict[str, Any]
 
 
-@functools.cache
 def fresh_python(code: str, env: dict[str, str] | None = None) -> str:
     """Run ``code`` in a fresh interpreter at the project's root (what a cold worker imports); its stdout."""
     result = subprocess.run(
@@ -107,6 +106,7 @@ def fresh_python(code: str, env: dict[str, str] | None = None) -> str:
     return result.stdout.strip()
 
 
+@functools.cache
 def indexed_functions() -> dict[str, Any]:
     """The app's functions as the Functions host indexes them (indexing may run once per app)."""
     return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
