@@ -62,7 +62,7 @@ param mailboxConcurrency int = 4
 param mailboxRate int = 10000
 param mailboxWindowSeconds int = 600
 @allowed(['shared', 'worker'])
-@description('shared: the mailbox limits hold across every instance (blob leases and a Table window in this storage account); worker: each worker paces itself, so N instances may send N times the limit.')
+@description('shared: the mailbox limits hold across every instance (one Table entity per mailbox in this storage account); worker: each worker paces itself, so N instances may send N times the limit.')
 param graphPacing string = 'shared'
 @minValue(15)
 @maxValue(60)
