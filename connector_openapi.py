@@ -380,9 +380,17 @@ def swagger(*, host: str = PLACEHOLDER_HOST, publisher: Publisher = Publisher())
                 "in": "header",
                 "name": "x-functions-key",
                 "description": "The Function App's function key.",
-            }
+            },
+            "entraId": {
+                "type": "oauth2",
+                "flow": "accessCode",
+                "authorizationUrl": "https://login.microsoftonline.com/common/oauth2/authorize",
+                "tokenUrl": "https://login.microsoftonline.com/common/oauth2/token",
+                "scopes": {},
+                "description": "A Microsoft Entra ID token for the m365send API (M365_API_AUDIENCE).",
+            },
         },
-        "security": [{"functionKey": []}],
+        "security": [{"functionKey": []}, {"entraId": []}],
         "paths": {
             "/send": {
                 "post": {
@@ -468,29 +476,97 @@ def swagger(*, host: str = PLACEHOLDER_HOST, publisher: Publisher = Publisher())
 ICON_BRAND_COLOR = "#0F6CBD"  # the background of connector/icon.png
 
 
-def connector_properties(publisher: Publisher = Publisher()) -> dict[str, Any]:
-    """The connector's apiProperties.json: the function key and the Function App's host, asked per connection."""
+# Placeholders for the Entra ID connection, until `--client-id` and `--resource-uri` name the real ones.
+PLACEHOLDER_CLIENT_ID = "00000000-0000-0000-0000-000000000000"
+PLACEHOLDER_RESOURCE_URI = "api://m365send"
+# Power Platform's redirect URI for a custom connector's OAuth sign-in (one shared by every connector).
+REDIRECT_URL = "https://global.consent.azure-apim.net/redirect"
+
+
+def _host_parameter() -> dict[str, Any]:
+    return {
+        "type": "string",
+        "uiDefinition": {
+            "displayName": "Function App Host",
+            "description": "Host name of your m365send Function App, e.g. func-m365send.azurewebsites.net.",
+            "tooltip": "The Function App's default domain, without https://",
+            "constraints": {"required": "true", "tabIndex": 1},
+        },
+    }
+
+
+def connector_properties(
+    publisher: Publisher = Publisher(),
+    *,
+    client_id: str = PLACEHOLDER_CLIENT_ID,
+    resource_uri: str = PLACEHOLDER_RESOURCE_URI,
+) -> dict[str, Any]:
+    """The connector's apiProperties.json: two connection types (multi-auth), each asking for the host.
+
+    Microsoft Entra ID: each maker signs in, so a connection is its maker's identity (the sender policy
+    names it by object id or app role); ``client_id`` is the connector's app registration, ``resource_uri``
+    the m365send API's application ID URI. API key: a function key, for simple set-ups.
+    (https://learn.microsoft.com/connectors/custom-connectors/multi-auth)
+    """
+    entra = {
+        "name": "oauth",
+        "uiDefinition": {
+            "displayName": "Microsoft Entra ID",
+            "description": "Sign in: the connection sends as you, with the senders m365send's policy gives you.",
+        },
+        "parameters": {
+            "hostName": _host_parameter(),
+            "token": {
+                "type": "oauthSetting",
+                "oAuthSettings": {
+                    "identityProvider": "aad",
+                    "clientId": client_id,
+                    "scopes": [],
+                    "redirectMode": "Global",
+                    "redirectUrl": REDIRECT_URL,
+                    "properties": {"IsFirstParty": "False", "AzureActiveDirectoryResourceId": resource_uri},
+                    "customParameters": {
+                        "resourceUri": {"value": resource_uri},
+                        "loginUri": {"value": "https://login.microsoftonline.com"},
+                        "tenantId": {"value": "common"},
+                    },
+                },
+                "uiDefinition": {
+                    "displayName": "Sign in with Microsoft Entra ID",
+                    "description": "The work account whose identity the connection uses.",
+                    "tooltip": "m365send sees your object id and app roles",
+                    "constraints": {"required": "true", "hidden": "false"},
+                },
+            },
+        },
+    }
+    key = {
+        "name": "apiKey",
+        "uiDefinition": {
+            "displayName": "Function key",
+            "description": "A function key of the Function App: shared by everyone who holds it.",
+        },
+        "parameters": {
+            "hostName": _host_parameter(),
+            "api_key": {
+                "type": "securestring",
+                "uiDefinition": {
+                    "displayName": "Function Key",
+                    "description": "A function key of that Function App (Azure portal: the app's App keys).",
+                    "tooltip": "The key is sent as the x-functions-key header",
+                    "constraints": {"required": "true", "clearText": False, "tabIndex": 2},
+                },
+            },
+        },
+    }
     return {
         "properties": {
-            "connectionParameters": {
-                "hostName": {
-                    "type": "string",
-                    "uiDefinition": {
-                        "displayName": "Function App Host",
-                        "description": "Host name of your m365send Function App, e.g. func-m365send.azurewebsites.net.",
-                        "tooltip": "The Function App's default domain, without https://",
-                        "constraints": {"required": "true", "tabIndex": 1},
-                    },
+            "connectionParameterSets": {
+                "uiDefinition": {
+                    "displayName": "Authentication type",
+                    "description": "How the connection proves who it is to m365send.",
                 },
-                "api_key": {
-                    "type": "securestring",
-                    "uiDefinition": {
-                        "displayName": "Function Key",
-                        "description": "A function key of that Function App (Azure portal: the app's App keys).",
-                        "tooltip": "The key is sent as the x-functions-key header",
-                        "constraints": {"required": "true", "clearText": False, "tabIndex": 2},
-                    },
-                },
+                "values": [entra, key],
             },
             "iconBrandColor": ICON_BRAND_COLOR,
             "capabilities": ["actions"],
@@ -509,12 +585,19 @@ def connector_properties(publisher: Publisher = Publisher()) -> dict[str, Any]:
     }
 
 
-def write_connector(directory: Path, *, host: str = PLACEHOLDER_HOST, publisher: Publisher = Publisher()) -> None:
+def write_connector(
+    directory: Path,
+    *,
+    host: str = PLACEHOLDER_HOST,
+    publisher: Publisher = Publisher(),
+    client_id: str = PLACEHOLDER_CLIENT_ID,
+    resource_uri: str = PLACEHOLDER_RESOURCE_URI,
+) -> None:
     """Write apiDefinition.swagger.json and apiProperties.json (the icon and readme.md are kept by hand)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, document in (
         ("apiDefinition.swagger.json", swagger(host=host, publisher=publisher)),
-        ("apiProperties.json", connector_properties(publisher)),
+        ("apiProperties.json", connector_properties(publisher, client_id=client_id, resource_uri=resource_uri)),
     ):
         (directory / name).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -528,10 +611,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--website", default=Publisher.website)
     parser.add_argument("--privacy-policy", default=Publisher.privacy_policy)
     parser.add_argument("--email", default=Publisher.email, help="the connector's contact address")
+    parser.add_argument("--client-id", default=PLACEHOLDER_CLIENT_ID, help="the connector's app registration")
+    parser.add_argument("--resource-uri", default=PLACEHOLDER_RESOURCE_URI, help="the m365send API's ID URI")
     args = parser.parse_args(argv)
     publisher = Publisher(args.publisher, args.website, args.privacy_policy, args.email)
     if args.connector:
-        write_connector(args.connector, host=args.host, publisher=publisher)
+        write_connector(
+            args.connector,
+            host=args.host,
+            publisher=publisher,
+            client_id=args.client_id,
+            resource_uri=args.resource_uri,
+        )
         print(f"wrote {args.connector}/apiDefinition.swagger.json and apiProperties.json")
         return 0
     print(json.dumps(swagger(host=args.host, publisher=publisher), indent=2))

@@ -15,6 +15,7 @@ Sources of the rules (recorded in docs/api.md):
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import struct
@@ -85,19 +86,70 @@ def test_the_schema_check_catches_a_broken_definition(definition: dict[str, Any]
     assert _schema_errors(Draft4Validator(schema), broken) != []
 
 
-def test_the_properties_pass_the_paconn_schema(properties: dict[str, Any]) -> None:
+def _as_single_auth(properties: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """The properties with one connection type's parameters as ``connectionParameters``.
+
+    The vendored paconn schema predates multi-auth (``connectionParameterSets``): Microsoft's multi-auth
+    page says each set's ``parameters`` take the form of ``connectionParameters``, so each set is
+    checked as that, with everything else as the schema has it.
+    (https://learn.microsoft.com/connectors/custom-connectors/multi-auth)
+    """
+    single = {k: v for k, v in properties["properties"].items() if k != "connectionParameterSets"}
+    return {**properties, "properties": {**single, "connectionParameters": parameters}}
+
+
+def _parameter_sets(properties: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v["parameters"] for v in properties["properties"]["connectionParameterSets"]["values"]}
+
+
+@pytest.mark.parametrize("connection", ["oauth", "apiKey"])
+def test_each_connection_type_passes_the_paconn_schema(properties: dict[str, Any], connection: str) -> None:
     schema = _jsonc(CONNECTOR / "schemas" / "paconn-apiProperties.schema.json")
+    single = _as_single_auth(properties, _parameter_sets(properties)[connection])
 
-    assert _schema_errors(Draft7Validator(schema), properties) == []
+    assert _schema_errors(Draft7Validator(schema), single) == []
 
 
-def test_the_connection_asks_for_the_host_and_the_function_key(properties: dict[str, Any]) -> None:
-    parameters = properties["properties"]["connectionParameters"]
+def test_the_schema_check_catches_a_broken_connection_type(properties: dict[str, Any]) -> None:
+    schema = _jsonc(CONNECTOR / "schemas" / "paconn-apiProperties.schema.json")
+    token = copy.deepcopy(_parameter_sets(properties)["oauth"])
+    del token["token"]["oAuthSettings"]["customParameters"]["resourceUri"]  # aad needs its resource
+
+    assert _schema_errors(Draft7Validator(schema), _as_single_auth(properties, token)) != []
+
+
+def test_the_connection_types_follow_the_multi_auth_shape(properties: dict[str, Any]) -> None:
+    sets = properties["properties"]["connectionParameterSets"]
+
+    assert "connectionParameters" not in properties["properties"]
+    assert sets["uiDefinition"]["displayName"]
+    assert sets["uiDefinition"]["description"]
+    assert [v["name"] for v in sets["values"]] == ["oauth", "apiKey"]
+    assert all(v["uiDefinition"]["displayName"] and v["uiDefinition"]["description"] for v in sets["values"])
+
+
+def test_the_entra_connection_signs_in_to_the_m365send_api(properties: dict[str, Any]) -> None:
+    token = _parameter_sets(properties)["oauth"]["token"]["oAuthSettings"]
+
+    assert token["identityProvider"] == "aad"
+    assert token["customParameters"]["resourceUri"]["value"].startswith("api://")
+    assert token["redirectUrl"] == "https://global.consent.azure-apim.net/redirect"
+
+
+@pytest.mark.parametrize("connection", ["oauth", "apiKey"])
+def test_each_connection_asks_for_the_host(properties: dict[str, Any], connection: str) -> None:
+    parameters = _parameter_sets(properties)[connection]
     [policy] = properties["properties"]["policyTemplateInstances"]
 
-    assert parameters["api_key"]["type"] == "securestring"
+    assert parameters["hostName"]["type"] == "string"
     assert policy["templateId"] == "dynamichosturl"
     assert "@connectionParameters('hostName')" in policy["parameters"]["x-ms-apimTemplateParameter.urlTemplate"]
+
+
+def test_the_key_connection_asks_for_the_function_key(properties: dict[str, Any]) -> None:
+    parameters = _parameter_sets(properties)["apiKey"]
+
+    assert parameters["api_key"]["type"] == "securestring"
     assert properties["properties"]["publisher"]
     assert properties["properties"]["stackOwner"]
 
