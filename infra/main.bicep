@@ -75,6 +75,16 @@ param pacingTableName string = 'mailboxpacing'
 param completionQueueName string = 'email-completions'
 @description('Send on Behalf pairs, delegate>principal, comma-separated (M365_ON_BEHALF_OF); empty: none.')
 param onBehalfOf string = ''
+
+// --- callers ---------------------------------------------------------------------------------------
+@description('Who may send as whom (M365_SENDER_POLICY): a JSON document of rules per app role, object id, named function key (by SHA-256) or queue; see docs/callers.md. Empty: the allow-lists above for every caller.')
+param senderPolicy string = ''
+@description('App roles of m365send\'s own API, comma-separated (with createAppRegistration): callers with an Entra ID token for the API and one of these roles are named by the sender policy. Empty: no API registration, function keys only.')
+param apiAppRoles string = ''
+@description('The audience of Entra ID tokens for the API (M365_API_AUDIENCE) when its registration is made elsewhere; with apiAppRoles, the registration made here.')
+param apiAudience string = ''
+@description('One outbox queue per producing service, as JSON: [{"queue": name, "principalId": the service\'s managed identity}]. Each service gets Storage Queue Data Message Sender on its queue only; the sender policy\'s "queue" rules give each its senders.')
+param outboxProducers string = ''
 @minValue(1)
 @maxValue(1000)
 @description('Most instances of each per-function scale group (Flex Consumption scales the HTTP functions as one group and the queue function in its own), not of the whole app. Shared pacing keeps any number within one mailbox\'s Graph limits (about 16 emails/s at 10,000 per 10 minutes), so more instances help only with many mailboxes; see docs/deploy.md.')
@@ -209,6 +219,34 @@ module appRegistration 'app/app-registration.bicep' = if (createAppRegistration 
   }
 }
 
+var apiRoleList = [for role in split(apiAppRoles, ','): trim(role)]
+var apiRoles = empty(apiAppRoles) ? [] : apiRoleList
+var producers = empty(outboxProducers) ? [] : json(outboxProducers)
+var outboxQueueNames = [for producer in producers: producer.queue]
+
+module apiRegistration 'app/api-registration.bicep' = if (createAppRegistration && !empty(apiAppRoles)) {
+  name: 'api-registration'
+  scope: rg
+  params: {
+    uniqueName: 'm365send-api-${environmentName}-${resourceToken}'
+    displayName: 'm365send API (${environmentName})'
+    identifierUri: 'api://m365send-${resourceToken}'
+    appRoles: apiRoles
+  }
+}
+
+var tokenAudience = createAppRegistration && !empty(apiAppRoles) ? apiRegistration.outputs.identifierUri : apiAudience
+
+module producerQueues 'app/producer-queues.bicep' = if (!empty(producers)) {
+  name: 'producer-queues'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    producers: producers
+    appPrincipalId: identity.outputs.principalId
+  }
+}
+
 module keyVault 'app/keyvault.bicep' = if (useVault && !useExistingVault) {
   name: 'keyvault'
   scope: rg
@@ -340,6 +378,9 @@ module function 'app/function.bicep' = {
       M365_QUEUE_NAME: queueName
       M365_COMPLETION_QUEUES: storage.outputs.completionQueueName
       M365_ON_BEHALF_OF: onBehalfOf
+      M365_SENDER_POLICY: senderPolicy
+      M365_API_AUDIENCE: tokenAudience
+      M365_OUTBOX_QUEUES: join(outboxQueueNames, ',')
       M365_SEND_TABLE: sendTableName
       M365_SEND_LEASE_SECONDS: string(sendLeaseSeconds)
       M365_DELIVERY_MODE: deliveryMode
@@ -380,3 +421,4 @@ output M365_APP_CLIENT_ID string = createAppRegistration && !useVault ? appRegis
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.logAnalyticsId
 output AZURE_WORKBOOK_ID string = dashboard.outputs.workbookId
+output M365_API_AUDIENCE string = tokenAudience

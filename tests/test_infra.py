@@ -213,6 +213,21 @@ ROLES = {
         "the completion queue",
         "storage/queues/authorize-access-azure-active-directory",
     ),
+    "producerSends": (
+        "Storage Queue Data Message Sender",
+        "each producer's own outbox queue",
+        "storage/queues/assign-azure-role-data-access",
+    ),
+    "appReads": (
+        "Storage Queue Data Contributor",
+        "each producer's outbox queue",
+        "functions-bindings-storage-queue-trigger#identity-based-connections",
+    ),
+    "appPoisons": (
+        "Storage Queue Data Contributor",
+        "each producer queue's poison queue",
+        "functions-bindings-storage-queue-trigger#poison-messages",
+    ),
     "tableContributor": (
         "Storage Table Data Contributor",
         "the send table",
