@@ -19,13 +19,23 @@ import azure.functions as func
 from azure.functions.warmup import WarmUpContext  # not re-exported by azure-functions 1.26
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from m365send.answers import HttpResult
+    from m365send.callers import Caller
     from m365send.wiring import Worker
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("m365send.function_app")
 # Read at indexing time (bindings are static); a %setting% expression would have no default.
 QUEUE_NAME = os.environ.get("M365_QUEUE_NAME") or "email-outbox"
+# More outbox queues, one per producing service (each its own caller in the sender policy).
+OUTBOX_QUEUES = sorted(
+    {q.strip() for q in os.environ.get("M365_OUTBOX_QUEUES", "").replace(";", ",").split(",")} - {""}
+)
+# With Entra ID tokens accepted, a caller with a token has no function key: the host lets every
+# request through and m365send authenticates each one (tokens, and the keys its policy names).
+API_AUTH = func.AuthLevel.ANONYMOUS if os.environ.get("M365_API_AUDIENCE", "").strip() else func.AuthLevel.FUNCTION
+app = func.FunctionApp(http_auth_level=API_AUTH)
 
 worker: Worker | None = None
 _worker_lock = threading.Lock()
@@ -48,12 +58,22 @@ def _response(result: HttpResult) -> func.HttpResponse:
     return func.HttpResponse(result.content, status_code=result.status, headers=result.headers)
 
 
+def _authenticated(req: func.HttpRequest, answer: Callable[[Caller], HttpResult]) -> func.HttpResponse:
+    """``answer`` for the request's caller (a bearer token's, a named key's or the default), or a 401."""
+    from m365send.http_api import as_caller
+
+    current = current_worker()
+    key = req.headers.get("x-functions-key") or req.params.get("code")
+    return _response(as_caller(lambda: current.authenticate(req.headers.get("Authorization"), key), answer))
+
+
 def _send(req: func.HttpRequest, *, validate_only: bool) -> func.HttpResponse:
     from m365send.http_api import handle_send
 
     current = current_worker()
-    return _response(
-        handle_send(
+    return _authenticated(
+        req,
+        lambda caller: handle_send(
             req.get_body(),
             sender=req.params.get("sender"),
             service=current.service,
@@ -64,7 +84,9 @@ def _send(req: func.HttpRequest, *, validate_only: bool) -> func.HttpResponse:
             outbox=lambda: current.storage().outbox,
             workflow={name: value for name, value in req.headers.items() if name.lower().startswith("x-ms-workflow-")},
             keys_stored=lambda: current.settings().storage_configured,
-        )
+            caller=caller,
+            policy=current.policy,
+        ),
     )
 
 
@@ -88,8 +110,12 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/messages/{key}: pending, scheduled, sent, failed or dead-lettered, with times and Graph's ids."""
     from m365send.http_api import handle_status
 
-    return _response(
-        handle_status(req.route_params.get("key", ""), via=req.params.get("via"), book=current_worker().status)
+    book = current_worker().status
+    return _authenticated(
+        req,
+        lambda caller: handle_status(
+            req.route_params.get("key", ""), via=req.params.get("via"), book=book, caller=caller
+        ),
     )
 
 
@@ -146,10 +172,29 @@ def outbox(msg: func.QueueMessage) -> None:
     Raising (only for the unexpected, such as storage being down) lets the host retry the message
     and move it to ``<queue>-poison`` after ``maxDequeueCount`` tries.
     """
+    _process(msg, None)
+
+
+def _queue_function(queue: str) -> None:
+    """Register the trigger of one more outbox queue (``M365_OUTBOX_QUEUES``)."""
+
+    def process(msg: func.QueueMessage) -> None:
+        _process(msg, queue)
+
+    process.__doc__ = f"One message of the outbox queue {queue}, whose producers are its caller in the sender policy."
+    name = "outbox_" + queue.replace("-", "_")
+    app.function_name(name)(app.queue_trigger(arg_name="msg", queue_name=queue, connection="M365Storage")(process))
+
+
+for _queue in OUTBOX_QUEUES:
+    _queue_function(_queue)
+
+
+def _process(msg: func.QueueMessage, queue: str | None) -> None:
     try:
         result = (
             current_worker()
-            .outbox()
+            .outbox(queue)
             .process(msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 0)
         )
     except Exception:

@@ -21,6 +21,7 @@ from m365send.errors import (
     OutcomeUnknown,
     RequestInvalid,
     SendInProgress,
+    Unauthenticated,
     outcome_of,
 )
 
@@ -83,6 +84,10 @@ def problem(error: M365SendError, *, request_id: str) -> HttpResult:
     if isinstance(error, GraphRejected):
         body["graphCode"] = error.code
         body["graphStatus"] = error.graph_status
+    if isinstance(error, Unauthenticated):
+        # RFC 6750 section 3: the scheme, and why a token was refused; never the token itself.
+        reason = f', error="{error.error}", error_description="{_quoted(error.detail)}"' if error.error else ""
+        headers["WWW-Authenticate"] = f'Bearer realm="m365send"{reason}'
     if isinstance(error, OutcomeUnknown):
         body["outcomeUnknown"] = True
     if isinstance(error, (DependencyUnavailable, SendInProgress)) and error.retry_after is not None:
@@ -90,3 +95,8 @@ def problem(error: M365SendError, *, request_id: str) -> HttpResult:
         body["retryAfter"] = seconds
         headers["Retry-After"] = str(seconds)
     return HttpResult(outcome.status, body, headers)
+
+
+def _quoted(text: str) -> str:
+    """``text`` as an RFC 6750 quoted string: printable ASCII without quotes or backslashes."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "'" if c == '"' else "?" for c in text)

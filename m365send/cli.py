@@ -87,7 +87,8 @@ def _replay_one(storage: Storage, letter: DeadLetter, force: bool) -> str | None
     """Re-enqueue one dead letter; returns why it was not replayed, or None."""
     if letter.kind == "conflict":
         return "its key was already used for a different message; enqueue it again under a new id"
-    key = scoped_key(Scope.QUEUE, letter.key)
+    queue, caller_key = _letter_queue(letter.key)
+    key = scoped_key(Scope.QUEUE, caller_key, f"queue.{queue}" if queue else "")
     record = storage.sends.get(key)
     if record is not None and record.status is SendStatus.SENT:
         if not force:
@@ -96,9 +97,19 @@ def _replay_one(storage: Storage, letter: DeadLetter, force: bool) -> str | None
     elif record is not None and record.status is SendStatus.FAILED:
         storage.sends.forget(key)  # the cause is fixed: let the key be sent
     # An unknown outcome keeps its record: the engine decides on it (verified delivery asks the mailbox).
-    storage.outbox.requeue(replayable(letter.payload, key=letter.key), delay=0)
+    # Back to the queue it came from: a producer queue's rule, not the main queue's, decides on it.
+    storage.queue(queue).requeue(replayable(letter.payload, key=caller_key), delay=0)
     storage.dead_letters.remove(letter.id)
     return None
+
+
+def _letter_queue(key: str) -> tuple[str | None, str]:
+    """A dead letter's producer queue (None: the main one) and its key (``m365send.outbox.letter_key`` undone)."""
+    prefix = f"{Scope.QUEUE.value}/queue."
+    if key.startswith(prefix) and ":" in key:
+        queue, _, caller_key = key.removeprefix(prefix).partition(":")
+        return queue, caller_key
+    return None, key
 
 
 def _replay(worker: Worker, args: argparse.Namespace) -> int:
@@ -454,6 +465,18 @@ def _check(worker: Worker, args: argparse.Namespace) -> int:
             return f"may send as {sender}"
 
         ok = step("sender", allowed) and ok
+        policy = worker.policy()
+        rules = policy.describe()
+        ok = step("sender policy", lambda: f"{len(rules) - 1} caller rule(s) and the default rule; see below") and ok
+        if settings.api_audience:
+
+            def tokens() -> str:
+                count = worker.bearer().key_count()
+                return f"Entra ID tokens for {', '.join(sorted(settings.api_audience))}: {count} signing key(s) read"
+
+            ok = step("api tokens", tokens) and ok
+    else:
+        rules = []
     for entry in steps:
         mark = "✓" if entry["ok"] else "✗"
         if args.json:
@@ -463,8 +486,21 @@ def _check(worker: Worker, args: argparse.Namespace) -> int:
         if not entry["ok"] and entry["fix"]:
             print(f"  fix: {entry['fix']}")
     if args.json:
-        print(json.dumps({"ok": all(e["ok"] for e in steps), "steps": steps}, indent=2))
+        print(json.dumps({"ok": all(e["ok"] for e in steps), "steps": steps, "policy": rules}, indent=2))
+    else:
+        _print_policy(rules)
     return 0 if all(e["ok"] for e in steps) else 1
+
+
+def _print_policy(rules: list[dict[str, Any]]) -> None:
+    """The effective sender policy, one rule per paragraph."""
+    if rules:
+        print("\nsender policy (who may send as whom):")
+    for rule in rules:
+        print(f"  {rule['rule']}: {rule['callers']}")
+        print(f"    senders: {', '.join(rule['senders']) or '(none)'}")
+        if rule["onBehalfOf"]:
+            print(f"    on behalf of: {', '.join(rule['onBehalfOf'])}")
 
 
 def _message_arguments(parser: argparse.ArgumentParser) -> None:

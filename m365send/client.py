@@ -144,9 +144,11 @@ class OutboxClient:
         sender: str | None = None,
         delay: float | None = None,
         scope: Scope = Scope.QUEUE,
+        owner: str = "",
     ) -> str:
         """Validate ``message`` and enqueue it (invisible for ``delay`` seconds); the idempotency key
-        (``key``, or a new GUID). ``scope`` HTTP: ``key`` is an HTTP caller's (a send it scheduled)."""
+        (``key``, or a new GUID). ``scope`` HTTP: ``key`` is an HTTP caller's (a send it scheduled),
+        in ``owner``'s namespace."""
         key = str(uuid.uuid4()) if key is None else key
         if not key or len(key) > MAX_KEY_LENGTH:
             raise RequestInvalid(
@@ -159,14 +161,15 @@ class OutboxClient:
         parse_send_request(message, sender=sender)  # raises RequestInvalid naming each bad field
         body = json.dumps({"id": key, "message": dict(message), "sender": sender}).encode()
         # Room for the hand-back header too: a message that must wait for a retry is re-enqueued with it.
-        size = encoded_size(handback_size(body, key, scope))
+        size = encoded_size(handback_size(body, key, scope, owner))
         if size > MAX_QUEUE_MESSAGE:
             raise PayloadTooLarge(
                 f"the envelope is {size:,} bytes once base64-encoded (with room for a retry header); a queue "
                 f"message holds at most {MAX_QUEUE_MESSAGE:,}. Send large attachments as blob references",
                 exception="ArgumentException",
             )
-        self._send(body if scope is Scope.QUEUE else wrap(body, key=key, attempt=0, scope=scope), delay=delay)
+        wrapped = body if scope is Scope.QUEUE else wrap(body, key=key, attempt=0, scope=scope, owner=owner)
+        self._send(wrapped, delay=delay)
         return key
 
     def requeue(self, body: bytes, *, delay: float) -> None:

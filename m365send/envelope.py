@@ -20,6 +20,7 @@ import codecs
 import hashlib
 import json
 import math
+import re
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
@@ -97,6 +98,8 @@ class Envelope(BaseModel):
 
 
 _HANDBACK = "m365send"
+# An HTTP caller's key namespace as a hand-back names it (m365send.callers.Caller.owner).
+_OWNER = re.compile(r"^(?:app|user)\.[0-9a-f-]{36}$|^key\.[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -110,24 +113,28 @@ class QueuedSend:
     original: bytes
     notify: str | None = None
     scope: Scope = Scope.QUEUE  # HTTP for a message an HTTP caller scheduled: its key is an HTTP key
+    owner: str = ""  # the scheduling HTTP caller's key namespace (a queue's producers are the queue's)
 
     def handback(self, *, attempt: int) -> bytes:
         """The message to put back on the queue: the producer's bytes untouched, in the hand-back wrapper."""
-        return wrap(self.original, key=self.key, attempt=attempt, scope=self.scope)
+        return wrap(self.original, key=self.key, attempt=attempt, scope=self.scope, owner=self.owner)
 
 
-def wrap(original: bytes, *, key: str, attempt: int, scope: Scope = Scope.QUEUE) -> bytes:
-    """``original`` in the hand-back wrapper (``scope`` HTTP: a message scheduled by an HTTP caller)."""
+def wrap(original: bytes, *, key: str, attempt: int, scope: Scope = Scope.QUEUE, owner: str = "") -> bytes:
+    """``original`` in the hand-back wrapper (``scope`` HTTP: a message scheduled by an HTTP caller,
+    ``owner`` that caller's key namespace)."""
     fields: dict[str, Any] = {"attempt": attempt, "key": key}
     if scope is not Scope.QUEUE:
         fields["scope"] = scope.value
+    if owner:
+        fields["owner"] = owner
     header = json.dumps(fields, separators=(",", ":"))
     return b'{"' + _HANDBACK.encode() + b'":' + header.encode() + b',"original":' + original + b"}"
 
 
-def handback_size(original: bytes, key: str, scope: Scope = Scope.QUEUE) -> int:
+def handback_size(original: bytes, key: str, scope: Scope = Scope.QUEUE, owner: str = "") -> int:
     """Bytes of a hand-back of ``original`` late in its life (an attempt count of three digits)."""
-    return len(wrap(original, key=key, attempt=999, scope=scope))
+    return len(wrap(original, key=key, attempt=999, scope=scope, owner=owner))
 
 
 def key_problem(key: str) -> str | None:
@@ -170,6 +177,7 @@ class _Unwrapped:
     attempt: int = 0  # hand-backs so far
     key: str | None = None  # the key the hand-back kept
     scope: Scope = Scope.QUEUE
+    owner: str = ""
 
 
 def _unwrap(decoded: Any, body: bytes) -> _Unwrapped:
@@ -190,6 +198,9 @@ def _unwrap(decoded: Any, body: bytes) -> _Unwrapped:
         raise _invalid("handback", f"the hand-back key {key_problem(key)}")
     if scope not in {s.value for s in Scope}:
         raise _invalid("handback", "the hand-back scope must be http or queue")
+    owner = header.get("owner", "")
+    if not isinstance(owner, str) or (owner and (scope != Scope.HTTP.value or not _OWNER.match(owner))):
+        raise _invalid("handback", "the hand-back owner must be an HTTP caller's (app.<id>, user.<id> or key.<name>)")
     # The original sits verbatim between the header and the closing brace (see ``QueuedSend.handback``);
     # a wrapper written some other way (by hand, say) gives its original re-serialised.
     ours = body.startswith(b'{"' + _HANDBACK.encode() + b'":')
@@ -197,7 +208,7 @@ def _unwrap(decoded: Any, body: bytes) -> _Unwrapped:
     original = body[marker + len(b',"original":') : body.rindex(b"}")] if marker >= 0 else b""
     if marker < 0 or not original.strip():
         original = json.dumps(decoded["original"]).encode()
-    return _Unwrapped(decoded["original"], original, attempt, key, Scope(scope))
+    return _Unwrapped(decoded["original"], original, attempt, key, Scope(scope), owner)
 
 
 def idempotency_request_id(key: str) -> str:
@@ -273,7 +284,8 @@ def parse_queue_message(body: bytes, *, queue_message_id: str) -> QueuedSend:
         field = ".".join(str(p) for p in error["loc"]) or "QueueMessage"
         raise _invalid("envelope", error["msg"], field=f"Envelope.{field}") from None
     key = unwrapped.key or envelope.id or queue_message_id
-    request_id = idempotency_request_id(key if unwrapped.scope is Scope.QUEUE else scoped_key(unwrapped.scope, key))
+    scoped = scoped_key(unwrapped.scope, key, unwrapped.owner)
+    request_id = idempotency_request_id(key if unwrapped.scope is Scope.QUEUE else scoped)
     request = parse_send_request(envelope.message, sender=envelope.sender, request_id=request_id)
     return QueuedSend(
         key=key,
@@ -283,6 +295,7 @@ def parse_queue_message(body: bytes, *, queue_message_id: str) -> QueuedSend:
         original=unwrapped.original,
         notify=envelope.notify,
         scope=unwrapped.scope,
+        owner=unwrapped.owner,
     )
 
 

@@ -8,7 +8,8 @@
     │   ├── AttachmentNotFound    400  dead-letter  a referenced blob or its container does not exist
     │   └── AttachmentAccessDenied 403 dead-letter  the app's identity may not read a referenced blob
     ├── PayloadTooLarge           413  dead-letter  the Graph request would exceed Graph's 4 MB limit
-    ├── SenderNotAllowed          403  dead-letter  mailbox or From not in M365_ALLOWED_SENDERS
+    ├── Unauthenticated           401  dead-letter  no valid function key or Entra ID bearer token (RFC 6750)
+    ├── SenderNotAllowed          403  dead-letter  the caller's sender rule does not allow the mailbox, From or pair
     ├── IdempotencyConflict       409  dead-letter  the idempotency key was used for a different message
     ├── SendNotFound              404  dead-letter  the status look-up knows no send with this key
     ├── SendInProgress            503  retry        a send with the same idempotency key is under way (Retry-After)
@@ -71,6 +72,7 @@ __all__ = [
     "SendInProgress",
     "SendNotFound",
     "SenderNotAllowed",
+    "Unauthenticated",
     "UploadSessionLost",
     "outcome_of",
 ]
@@ -158,7 +160,18 @@ class PayloadTooLarge(M365SendError):
 
 
 class SenderNotAllowed(M365SendError):
-    """The mailbox or From address is not one this deployment may send as."""
+    """The mailbox, From address or on-behalf-of pair is not one this caller may send as."""
+
+
+class Unauthenticated(M365SendError):
+    """The HTTP caller proved no identity: no usable function key, or a bearer token that is not valid.
+
+    ``error`` is RFC 6750's code for ``WWW-Authenticate`` (``invalid_token``, or empty when no token came).
+    """
+
+    def __init__(self, detail: str, *, error: str = "invalid_token") -> None:
+        super().__init__(detail, exception="UnauthorizedAccessException")
+        self.error = error
 
 
 class IdempotencyConflict(M365SendError):
@@ -276,6 +289,7 @@ OUTCOMES: dict[type[M365SendError], Outcome] = {
     AttachmentAccessDenied: Outcome(403, _DL, "attachment-access-denied", "An attachment could not be read"),
     PayloadTooLarge: Outcome(413, _DL, "payload-too-large", "The email message is too large"),
     SenderNotAllowed: Outcome(403, _DL, "sender-not-allowed", "Sending as this mailbox is not allowed"),
+    Unauthenticated: Outcome(401, _DL, "unauthenticated", "The caller is not authenticated"),
     IdempotencyConflict: Outcome(
         409, _DL, "idempotency-key-conflict", "The idempotency key was already used for a different message"
     ),

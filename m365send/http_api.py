@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from m365send.answers import HttpResult, problem
+from m365send.callers import DEFAULT_CALLER, Caller
 from m365send.envelope import key_problem, payload_hash
 from m365send.errors import (
     ConfigurationInvalid,
@@ -32,6 +33,7 @@ from m365send.errors import (
 )
 from m365send.logcontext import log_context
 from m365send.parsing import decode_json, parse_send_request
+from m365send.policy import SenderPolicy
 from m365send.scheduling import Outbox, is_ahead, schedule
 from m365send.sendlog import Scope
 from m365send.sendonce import Failed, SendCommand, SendOnce, Sent
@@ -41,7 +43,7 @@ from m365send.status import StatusBook
 from m365send.telemetry import FAILURES
 from m365send.workflow_keys import workflow_key
 
-__all__ = ["HttpResult", "handle_send", "handle_status", "health", "problem"]
+__all__ = ["HttpResult", "as_caller", "handle_send", "handle_status", "health", "problem"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ def handle_send(
     outbox: Callable[[], Outbox] | None = None,
     workflow: Mapping[str, str] | None = None,
     keys_stored: Callable[[], bool] = lambda: False,
+    caller: Caller = DEFAULT_CALLER,
+    policy: Callable[[], SenderPolicy] | None = None,
 ) -> HttpResult:
     """Validate ``raw`` (an email message as JSON), then send it once through the worker's engine.
 
@@ -81,6 +85,8 @@ def handle_send(
     scheduled messages (``SendAt`` ahead); without it they are refused. ``workflow``: the request's
     ``x-ms-workflow-*`` headers; when a workflow's HTTP action sends no key and ``keys_stored()``
     (send records are configured), the key is derived from them (``m365send.workflow_keys``).
+    ``caller`` (``authenticate``) must be allowed the sender by ``policy`` before anything is sent,
+    and its keys are its own: another caller's key of the same name is another send.
     """
     # Graph wants a GUID for client-request-id; a caller's other value is not trusted to be one.
     request_id = request_id if request_id and _is_uuid(request_id) else str(uuid.uuid4())
@@ -89,15 +95,19 @@ def handle_send(
             key = None if idempotency_key is None else _checked_key(idempotency_key)
             message = decode_json(raw)
             request = parse_send_request(message, sender=sender, request_id=request_id)
+            if policy is not None:
+                policy().check(caller, request)
             if validate_only:
                 mailbox = service().check(request)
                 return HttpResult.json(200, {"status": "valid", "requestId": request_id, "mailbox": mailbox})
             if key is None and workflow and keys_stored():
                 key = workflow_key(workflow, payload_hash(request))
             if is_ahead(request) and outbox is not None:
-                outcome = schedule(request, message, key=key or request_id, engine=engine(True), outbox=outbox())
+                outcome = schedule(
+                    request, message, key=key or request_id, engine=engine(True), outbox=outbox(), owner=caller.owner
+                )
             else:
-                outcome = engine(key is not None).handle(SendCommand(request, Scope.HTTP, key))
+                outcome = engine(key is not None).handle(SendCommand(request, Scope.HTTP, key, owner=caller.owner))
         except M365SendError as error:
             return _refused(error, request_id)
         except Exception:
@@ -120,14 +130,17 @@ def _refused(error: M365SendError, request_id: str) -> HttpResult:
     return problem(error, request_id=request_id)
 
 
-def handle_status(key: str, *, via: str | None, book: Callable[[], StatusBook]) -> HttpResult:
-    """``GET /api/messages/{key}``: what became of a keyed send (``via``: ``http`` or ``queue``, else both)."""
+def handle_status(
+    key: str, *, via: str | None, book: Callable[[], StatusBook], caller: Caller = DEFAULT_CALLER
+) -> HttpResult:
+    """``GET /api/messages/{key}``: what became of ``caller``'s keyed send (``via``: ``http`` or ``queue``,
+    else both). Another caller's key is answered 404, exactly like a key nobody used."""
     request_id = str(uuid.uuid4())
     with log_context(request_id=request_id, idempotency_key=key):
         try:
             checked = _checked_key(key)
             scope = _scope(via)
-            state = book().look_up(checked, scope)
+            state = book().look_up(checked, scope, owner=caller.owner)
         except M365SendError as error:
             log.info("status look-up refused: %s", error.detail)
             return problem(error, request_id=request_id)
@@ -141,6 +154,18 @@ def handle_status(key: str, *, via: str | None, book: Callable[[], StatusBook]) 
                 request_id=request_id,
             )
         return HttpResult.json(200, state.as_json())
+
+
+def as_caller(authenticate: Callable[[], Caller], answer: Callable[[Caller], HttpResult]) -> HttpResult:
+    """``answer`` for the authenticated caller, or the 401 (or settings problem) that stops the request."""
+    try:
+        caller = authenticate()
+    except M365SendError as error:
+        request_id = str(uuid.uuid4())
+        with log_context(request_id=request_id):
+            log.warning("request not authenticated: %s", error.detail, extra={"problem": outcome_of(error).slug})
+        return problem(error, request_id=request_id)
+    return answer(caller)
 
 
 def _scope(via: str | None) -> Scope | None:

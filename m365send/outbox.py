@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from m365send.answers import problem
+from m365send.callers import DEFAULT_CALLER, Caller
 from m365send.envelope import (
     MAX_QUEUE_MESSAGE,
     QueuedSend,
@@ -45,8 +46,10 @@ from m365send.errors import (
     IdempotencyConflict,
     M365SendError,
     RequestInvalid,
+    SenderNotAllowed,
 )
 from m365send.logcontext import log_context
+from m365send.policy import SenderPolicy
 from m365send.sendlog import Scope, scoped_key
 from m365send.sendonce import Failed, Scheduled, SendCommand, SendOnce, Sent
 from m365send.status import SendState, send_state
@@ -60,6 +63,7 @@ __all__ = [
     "OutboxProcessor",
     "QueueResult",
     "Requeue",
+    "letter_key",
 ]
 
 # Azure Storage hides a message for at most 7 days; a minute less leaves room for clock skew.
@@ -130,7 +134,11 @@ class OutboxProcessor:
         max_delay: float,
         completions: Completions | None = None,
         completion_queues: Iterable[str] = (),
+        caller: Caller = DEFAULT_CALLER,
+        policy: SenderPolicy | None = None,
     ) -> None:
+        self._caller = caller
+        self._policy = policy
         self._completions = completions
         self._completion_queues = frozenset(completion_queues)
         self._engine = engine
@@ -165,13 +173,27 @@ class OutboxProcessor:
                 ]
             )
             return self._dead_letter(
-                _letter_key(queued), "invalid", refused, queued.original, message_id, dequeue_count
+                self._letter_key(queued), "invalid", refused, queued.original, message_id, dequeue_count
             )
         deliveries = queued.attempt + dequeue_count
         if deliveries > self._max_attempts:
             exhausted = M365SendError(f"the message was tried {deliveries - 1} times; it will not be tried again")
             return self._exhausted(queued, exhausted, message_id, dequeue_count)
-        outcome = self._engine.handle(SendCommand(queued.request, queued.scope, queued.key, can_wait=True))
+        not_allowed = self._refusal(queued)
+        if isinstance(not_allowed, DependencyUnavailable):
+            return self._hand_back(queued, deliveries, not_allowed.retry_after or self._retry_base, not_allowed.detail)
+        if not_allowed is not None:
+            return self._dead_letter(
+                self._letter_key(queued),
+                "permanent",
+                not_allowed,
+                queued.original,
+                message_id,
+                dequeue_count,
+                queued.notify,
+            )
+        command = SendCommand(queued.request, queued.scope, queued.key, can_wait=True, owner=self._owner(queued))
+        outcome = self._engine.handle(command)
         if isinstance(outcome, Sent):
             self._notify(
                 queued.notify,
@@ -209,7 +231,7 @@ class OutboxProcessor:
             # A conflict's notify belongs to the other message that holds the key: not told here.
             notify = None if kind == "conflict" else queued.notify
             return self._dead_letter(
-                _letter_key(queued), kind, cause, queued.original, message_id, dequeue_count, notify
+                self._letter_key(queued), kind, cause, queued.original, message_id, dequeue_count, notify
             )
         FAILURES.add(1, {"reason": type(cause).__name__, "trigger": "queue", "disposition": "retry"})
         if deliveries >= self._max_attempts:
@@ -226,7 +248,7 @@ class OutboxProcessor:
         one that runs out must not be reported dead for an email the other sent. Found by the
         simulation, seed 3274.)
         """
-        sent = self._engine.sent_record(queued.scope, queued.key)
+        sent = self._engine.sent_record(queued.scope, queued.key, self._owner(queued))
         if sent is not None:
             log.info("an exhausted copy of a message another copy sent: acknowledged as a duplicate")
             state = send_state(queued.key, queued.scope, sent, None)
@@ -234,7 +256,7 @@ class OutboxProcessor:
                 self._notify(queued.notify, state)
             return QueueResult("duplicate", queued.key, detail="sent by another copy")
         return self._dead_letter(
-            _letter_key(queued), "exhausted", cause, queued.original, message_id, dequeue_count, queued.notify
+            self._letter_key(queued), "exhausted", cause, queued.original, message_id, dequeue_count, queued.notify
         )
 
     def _hand_back(
@@ -297,7 +319,42 @@ class OutboxProcessor:
             FAILURES.add(1, {"reason": "completion-not-sent", "trigger": "queue"})
             log.warning("could not send the completion message: %s", error.detail, extra={"notify_queue": queue})
 
+    def _owner(self, queued: QueuedSend) -> str:
+        """The key namespace: the scheduling HTTP caller's, else this queue's producers'."""
+        return queued.owner if queued.scope is Scope.HTTP else self._caller.owner
 
-def _letter_key(queued: QueuedSend) -> str:
-    """A dead letter's key: the queue key, or an HTTP caller's scheduled key with its scope (``http:k``)."""
-    return queued.key if queued.scope is Scope.QUEUE else scoped_key(queued.scope, queued.key)
+    def _letter_key(self, queued: QueuedSend) -> str:
+        """A dead letter's key: the main queue's key as it came, else the key with its scope and owner."""
+        return letter_key(queued.scope, queued.key, self._owner(queued))
+
+    def _refusal(self, queued: QueuedSend) -> M365SendError | None:
+        """Why this queue's producers may not send this message, if they may not.
+
+        A queue message is checked against its queue's rule. A message an HTTP caller scheduled was
+        checked against that caller's rule when it was taken, and is sent only if that caller's
+        scheduled record exists: a producer cannot write such a wrapper to borrow an HTTP caller's rights.
+        """
+        if queued.scope is Scope.HTTP:
+            try:
+                record = self._engine.record(Scope.HTTP, queued.key, queued.owner)
+            except DependencyUnavailable as error:
+                return error
+            if record is None:
+                return SenderNotAllowed(
+                    "no HTTP caller scheduled a send with this key (or its record expired): a message in a "
+                    "scheduled send's wrapper is not taken from a queue producer",
+                    exception="UnauthorizedAccessException",
+                )
+            return None
+        if self._policy is None:
+            return None
+        try:
+            self._policy.check(self._caller, queued.request)
+        except SenderNotAllowed as error:
+            return error
+        return None
+
+
+def letter_key(scope: Scope, key: str, owner: str = "") -> str:
+    """A dead letter's key: the main queue's key as it came (``k``), else scoped (``http/key.flow:k``)."""
+    return key if scope is Scope.QUEUE and not owner else scoped_key(scope, key, owner)

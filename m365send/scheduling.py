@@ -33,8 +33,9 @@ class Outbox(Protocol):
         sender: str | None = None,
         delay: float | None = None,
         scope: Scope = Scope.QUEUE,
+        owner: str = "",
     ) -> str:
-        """Validate and enqueue; the key (``scope``: whose key it is)."""
+        """Validate and enqueue; the key (``scope`` and ``owner``: whose key it is)."""
         ...
 
 
@@ -45,18 +46,18 @@ def is_ahead(request: SendRequest, now: datetime | None = None) -> bool:
 
 
 def schedule(
-    request: SendRequest, message: Mapping[str, Any], *, key: str, engine: SendOnce, outbox: Outbox
+    request: SendRequest, message: Mapping[str, Any], *, key: str, engine: SendOnce, outbox: Outbox, owner: str = ""
 ) -> Outcome:
     """Record the HTTP caller's ``key`` as scheduled and put ``message`` on the queue until it is due.
 
     The key stays in the HTTP namespace, queued copy included: a repeat of the request (before or
     after SendAt) is the same key, so one message is sent whichever comes first.
     """
-    outcome = engine.handle(SendCommand(request, Scope.HTTP, key, can_wait=True))
+    outcome = engine.handle(SendCommand(request, Scope.HTTP, key, can_wait=True, owner=owner))
     if isinstance(outcome, Scheduled):
         delay = min(outcome.delay(datetime.now(UTC)), MAX_VISIBILITY_DELAY)
         try:
-            outbox.enqueue(message, key=key, sender=request.sender, delay=delay, scope=Scope.HTTP)
+            outbox.enqueue(message, key=key, sender=request.sender, delay=delay, scope=Scope.HTTP, owner=owner)
         except M365SendError as error:
             return Failed(error)  # the record says scheduled: a retry of this request enqueues again
     return outcome

@@ -49,15 +49,20 @@ class Scope(StrEnum):
     QUEUE = "queue"
 
 
-def scoped_key(scope: Scope, key: str) -> str:
-    """The key as send records store it: ``http:invoice-1`` and ``queue:invoice-1`` are different keys."""
-    return f"{scope.value}:{key}"
+def scoped_key(scope: Scope, key: str, owner: str = "") -> str:
+    """The key as send records store it: ``http:invoice-1`` and ``queue:invoice-1`` are different keys.
+
+    ``owner`` (``m365send.callers.Caller.owner``) gives each identified caller its own keys
+    (``http/app.<object id>:invoice-1``): one caller's key never finds, blocks or reveals another's.
+    The default caller's keys keep the form they always had, so existing records stay valid.
+    """
+    return f"{scope.value}:{key}" if not owner else f"{scope.value}/{owner}:{key}"
 
 
 def unscoped(key: str) -> tuple[Scope, str]:
-    """The scope and the caller's key of a stored key (``scoped_key`` undone)."""
-    scope, _, caller_key = key.partition(":")
-    return Scope(scope), caller_key
+    """The scope and the caller's key of a stored key (``scoped_key`` undone; owners never hold a colon)."""
+    head, _, caller_key = key.partition(":")
+    return Scope(head.partition("/")[0]), caller_key
 
 
 class SendStatus(StrEnum):

@@ -91,13 +91,15 @@ class SendCommand:
     """One request to send: the validated message, where it came from, and its idempotency key if any.
 
     ``can_wait``: the caller holds the message until its SendAt (the queue, or a caller that puts it
-    there); a message due later is refused otherwise.
+    there); a message due later is refused otherwise. ``owner``: the caller's key namespace
+    (``m365send.callers.Caller.owner``), so one caller's key never meets another's.
     """
 
     request: SendRequest
     scope: Scope
     key: str | None = None
     can_wait: bool = False
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -226,15 +228,19 @@ class SendOnce:
         self._record_wait = record_wait
         self._now = clock
 
-    def sent_record(self, scope: Scope, key: str) -> SendRecord | None:
+    def sent_record(self, scope: Scope, key: str, owner: str = "") -> SendRecord | None:
         """The key's record if it says sent (None otherwise, or when it cannot be read)."""
         if self._sends is None:
             return None
         try:
-            record = self._sends.get(scoped_key(scope, key))
+            record = self._sends.get(scoped_key(scope, key, owner))
         except DependencyUnavailable:
             return None
         return record if record is not None and record.status is SendStatus.SENT else None
+
+    def record(self, scope: Scope, key: str, owner: str = "") -> SendRecord | None:
+        """The key's record, whatever it says; ``DependencyUnavailable`` when it cannot be read."""
+        return None if self._sends is None else self._sends.get(scoped_key(scope, key, owner))
 
     @property
     def mode(self) -> DeliveryMode:
@@ -261,7 +267,7 @@ class SendOnce:
             return self._unrecorded(command)
         if self._sends is None or self._leases is None:
             raise AssertionError("a keyed send needs send records")  # the adapters check the settings first
-        key = scoped_key(command.scope, command.key)
+        key = scoped_key(command.scope, command.key, command.owner)
         try:
             reservation = self._sends.reserve(key, payload_hash(command.request))
         except DependencyUnavailable as error:

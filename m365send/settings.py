@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -21,6 +21,9 @@ from m365send.addresses import fold_address
 from m365send.attachments import is_container_name
 from m365send.errors import ConfigurationInvalid
 from m365send.names import is_object_id, is_queue_name
+
+if TYPE_CHECKING:
+    from m365send.policy import SenderPolicy
 
 __all__ = ["CredentialMode", "Settings", "load_settings"]
 
@@ -61,6 +64,13 @@ class Settings(BaseModel):
     allowed_senders: frozenset[str] = Field(default=frozenset(), validation_alias="M365_ALLOWED_SENDERS")
     # "delegate>principal" pairs: From may send on behalf of OnBehalfOf (Exchange's Send on Behalf).
     on_behalf_of: frozenset[tuple[str, str]] = Field(default=frozenset(), validation_alias="M365_ON_BEHALF_OF")
+    # Who may send as whom, per caller (m365send.policy); without it, the lists above are everyone's rule.
+    sender_policy_document: str | None = Field(default=None, validation_alias="M365_SENDER_POLICY")
+    # The app's own API in Entra ID (its application ID URI and/or client id): bearer tokens for it are
+    # accepted beside function keys, and the HTTP functions check every caller themselves.
+    api_audience: frozenset[str] = Field(default=frozenset(), validation_alias="M365_API_AUDIENCE")
+    # More outbox queues, one per producing service; each queue is its producers' identity in the policy.
+    outbox_queues: frozenset[str] = Field(default=frozenset(), validation_alias="M365_OUTBOX_QUEUES")
     # Queues a queue producer may name for completion messages (its envelope's "notify").
     completion_queues: frozenset[str] = Field(default=frozenset(), validation_alias="M365_COMPLETION_QUEUES")
     managed_identity_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")
@@ -160,7 +170,28 @@ class Settings(BaseModel):
             pairs.add((fold_address(delegate), fold_address(principal)))
         return frozenset(pairs)
 
-    @field_validator("completion_queues", mode="before")
+    @field_validator("api_audience", mode="before")
+    @classmethod
+    def _split_audiences(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        audiences = frozenset(_entries(value))
+        for audience in audiences:
+            if not is_object_id(audience) and "://" not in audience:
+                raise ValueError(f"'{audience}' is neither an application ID URI (api://...) nor a client id")
+        return audiences
+
+    @field_validator("sender_policy_document")
+    @classmethod
+    def _policy(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from m365send.policy import SenderPolicy  # the message model: only for deployments with a policy
+
+        SenderPolicy.parse(value, default_sender="default@policy.invalid")  # ValueError says what is wrong
+        return value
+
+    @field_validator("completion_queues", "outbox_queues", mode="before")
     @classmethod
     def _split_queues(cls, value: Any) -> Any:
         if not isinstance(value, str):
@@ -222,6 +253,12 @@ class Settings(BaseModel):
             )
         if self.queue_name in self.completion_queues or f"{self.queue_name}-poison" in self.completion_queues:
             raise ValueError("M365_COMPLETION_QUEUES must not name the outbox queue or its poison queue")
+        overlap = self.outbox_queues & (self.completion_queues | {self.queue_name})
+        if overlap:
+            raise ValueError(
+                "M365_OUTBOX_QUEUES must not name the main outbox queue or a completion queue: "
+                + ", ".join(sorted(overlap))
+            )
         if is_object_id(self.sender) and not self.allowed_senders:
             raise ValueError(
                 "M365_SENDER is an object id, so M365_ALLOWED_SENDERS must list the address(es) it sends as"
@@ -234,6 +271,17 @@ class Settings(BaseModel):
         if self.federated_client_id:
             return "federated"
         return "certificate" if self.certificate_name else "secret"
+
+    def sender_policy(self) -> SenderPolicy:
+        """The sender policy: ``M365_SENDER_POLICY``'s rules, with today's allow-lists as the default rule."""
+        from m365send.policy import SenderPolicy
+
+        return SenderPolicy.parse(
+            self.sender_policy_document,
+            default_sender=self.sender,
+            allowed_senders=self.allowed_senders,
+            on_behalf_of=self.on_behalf_of,
+        )
 
     @property
     def storage_configured(self) -> bool:

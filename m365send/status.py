@@ -172,15 +172,21 @@ class StatusBook:
         self._records = records
         self._dead_letters = dead_letters
 
-    def look_up(self, key: str, via: Scope | None = None) -> SendState | None:
-        """The state of ``key``; without ``via``, the queue's and HTTP's, whichever changed last."""
-        found = [state for scope in ([via] if via else list(Scope)) if (state := self._state(key, scope))]
+    def look_up(self, key: str, via: Scope | None = None, owner: str = "") -> SendState | None:
+        """The state of ``owner``'s ``key``; without ``via``, the queue's and HTTP's, whichever changed last.
+
+        Only the owner's namespace is read: another caller's key of the same name is not found, so
+        the answer is the same as for a key nobody used.
+        """
+        found = [state for scope in ([via] if via else list(Scope)) if (state := self._state(key, scope, owner))]
         return max(found, key=_last_change, default=None)
 
-    def _state(self, key: str, via: Scope) -> SendState | None:
-        record = self._records.get(scoped_key(via, key))
+    def _state(self, key: str, via: Scope, owner: str) -> SendState | None:
+        record = self._records.get(scoped_key(via, key, owner))
         # A message an HTTP caller scheduled waits on the queue, and may be set aside there too.
-        dead_letter = self._dead_letters.latest_for(key if via is Scope.QUEUE else scoped_key(via, key))
+        dead_letter = self._dead_letters.latest_for(
+            key if via is Scope.QUEUE and not owner else scoped_key(via, key, owner)
+        )
         return send_state(key, via, record, dead_letter)
 
 

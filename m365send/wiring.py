@@ -19,6 +19,7 @@ from azure.keyvault.secrets import SecretClient
 from m365send.addresses import fold_address
 from m365send.azure_errors import azure_errors
 from m365send.blobs import BlobAttachments
+from m365send.callers import Caller, authenticate, queue_caller
 from m365send.credentials import AppCredentialSource, VaultCertificate, VaultClientSecret
 from m365send.errors import ConfigurationInvalid
 from m365send.graph import GraphMailClient
@@ -38,7 +39,9 @@ from m365send.tokens import GraphTokens
 if TYPE_CHECKING:  # storage clients are imported when first built: HTTP sends without a key never need them
     from azure.storage.blob import BlobServiceClient
 
+    from m365send.bearer import EntraBearer
     from m365send.client import CompletionQueues, OutboxClient
+    from m365send.policy import SenderPolicy
     from m365send.tables import TableDeadLetters, TableSendLog
 
 __all__ = [
@@ -243,17 +246,18 @@ def build_pacer(settings: Settings) -> Pacer:
 
 
 def build_service(settings: Settings, parts: Parts | None = None) -> EmailService:
-    """Wire the adapters into the service."""
+    """Wire the adapters into the service (which refuses any sender no rule of the policy allows)."""
     parts = parts or build_parts(settings)
+    policy = settings.sender_policy()
     return EmailService(
         tokens=parts.tokens,
         mail=parts.mail,
         default_sender=settings.sender,
-        allowed_senders=settings.senders,
+        allowed_senders=policy.every_sender(),
         blobs=build_blobs(settings),
         attachment_containers=settings.attachment_sources,
         max_message_bytes=settings.message_max_bytes,
-        on_behalf_of=settings.on_behalf_of,
+        on_behalf_of=policy.every_pair(),
     )
 
 
@@ -270,24 +274,28 @@ class Storage:
         *,
         sends: TableSendLog,
         dead_letters: TableDeadLetters,
-        outbox: Callable[[], OutboxClient],
+        outbox: Callable[[str | None], OutboxClient],
         completions: Callable[[], CompletionQueues],
     ) -> None:
         self.sends = sends
         self.dead_letters = dead_letters
         self._connect_outbox = outbox
         self._connect_completions = completions
-        self._outbox: OutboxClient | None = None
+        self._outboxes: dict[str | None, OutboxClient] = {}
         self._completions: CompletionQueues | None = None
         self._lock = threading.Lock()
 
     @property
     def outbox(self) -> OutboxClient:
-        """The outbox queue's client, built once."""
+        """The main outbox queue's client, built once."""
+        return self.queue(None)
+
+    def queue(self, name: str | None) -> OutboxClient:
+        """An outbox queue's client (None: the main one), built once."""
         with self._lock:
-            if self._outbox is None:
-                self._outbox = self._connect_outbox()
-            return self._outbox
+            if name not in self._outboxes:
+                self._outboxes[name] = self._connect_outbox(name)
+            return self._outboxes[name]
 
     @property
     def completions(self) -> CompletionQueues:
@@ -306,16 +314,30 @@ class Storage:
         self.completions.notify(queue, body)
 
 
-def _queue_clients(settings: Settings) -> tuple[Callable[[], OutboxClient], Callable[[], CompletionQueues]]:
+class _QueueRequeue:
+    """Hands messages back to the queue they came from."""
+
+    def __init__(self, storage: Storage, name: str | None) -> None:
+        self._storage = storage
+        self._name = name
+
+    def requeue(self, body: bytes, *, delay: float) -> None:
+        self._storage.queue(self._name).requeue(body, delay=delay)
+
+
+def _queue_clients(
+    settings: Settings,
+) -> tuple[Callable[[str | None], OutboxClient], Callable[[], CompletionQueues]]:
     """How to build the outbox and completion clients (imports the Queue SDK when called)."""
 
-    def outbox() -> OutboxClient:
+    def outbox(name: str | None) -> OutboxClient:
         from m365send.client import OutboxClient
 
+        queue = name or settings.queue_name
         if settings.storage_connection:
-            return OutboxClient.from_connection_string(settings.storage_connection, settings.queue_name)
+            return OutboxClient.from_connection_string(settings.storage_connection, queue)
         assert settings.queue_service_uri  # build_storage checked
-        url = f"{settings.queue_service_uri.rstrip('/')}/{settings.queue_name}"
+        url = f"{settings.queue_service_uri.rstrip('/')}/{queue}"
         return OutboxClient.from_queue_url(url, credential=_storage_credential(settings))
 
     def completions() -> CompletionQueues:
@@ -385,12 +407,15 @@ def build_engine(settings: Settings, service: EmailService, storage: Storage | N
     )
 
 
-def build_outbox(settings: Settings, engine: SendOnce, storage: Storage) -> OutboxProcessor:
-    """The queue translator over the worker's engine and storage."""
+def build_outbox(settings: Settings, engine: SendOnce, storage: Storage, queue: str | None = None) -> OutboxProcessor:
+    """The translator of one outbox queue (None: the main one) over the worker's engine and storage;
+    the queue's producers are its caller in the sender policy."""
     return OutboxProcessor(
         engine=engine,
         dead_letters=storage.dead_letters,
-        requeue=storage,
+        requeue=storage if queue is None else _QueueRequeue(storage, queue),
+        caller=queue_caller(queue or settings.queue_name, main=queue is None),
+        policy=settings.sender_policy(),
         max_attempts=settings.queue_max_attempts,
         retry_base=settings.queue_retry_base,
         max_delay=settings.queue_max_delay,
@@ -427,7 +452,9 @@ class Worker:
         self._storage: Storage | None = None
         self._engines: dict[bool, SendOnce] = {}
         self._parts: Parts | None = None
-        self._outbox: OutboxProcessor | None = None
+        self._outboxes: dict[str | None, OutboxProcessor] = {}
+        self._policy: SenderPolicy | None = None
+        self._bearer: EntraBearer | None = None
         self._lock = threading.RLock()
 
     def settings(self) -> Settings:
@@ -511,9 +538,42 @@ class Worker:
                 self._engines[keyed] = build_engine(self.settings(), self.service(), self.storage() if keyed else None)
             return self._engines[keyed]
 
-    def outbox(self) -> OutboxProcessor:
-        """The queue processor, built once."""
+    def outbox(self, queue: str | None = None) -> OutboxProcessor:
+        """The processor of an outbox queue (None: the main one), built once."""
         with self._lock:
-            if self._outbox is None:
-                self._outbox = build_outbox(self.settings(), self.engine(), self.storage())
-            return self._outbox
+            if queue not in self._outboxes:
+                self._outboxes[queue] = build_outbox(self.settings(), self.engine(), self.storage(), queue)
+            return self._outboxes[queue]
+
+    def policy(self) -> SenderPolicy:
+        """The sender policy, parsed once (the settings checked it when they were read)."""
+        with self._lock:
+            if self._policy is None:
+                self._policy = self.settings().sender_policy()
+            return self._policy
+
+    def bearer(self) -> EntraBearer:
+        """The validator of Entra ID bearer tokens for the app's API, built once (keys fetched on first use)."""
+        with self._lock:
+            if self._bearer is None:
+                from m365send.bearer import EntraBearer
+
+                settings = self.settings()
+                self._bearer = EntraBearer(
+                    http=httpx.Client(timeout=settings.http_timeout),
+                    authority_host=settings.authority_host,
+                    tenant_id=settings.tenant_id,
+                    audiences=settings.api_audience,
+                )
+            return self._bearer
+
+    def authenticate(self, authorization: str | None, function_key: str | None) -> Caller:
+        """The HTTP caller of a request (``m365send.http_api.authenticate``); ``Unauthenticated`` when none."""
+        settings = self.settings()
+        return authenticate(
+            authorization=authorization,
+            function_key=function_key,
+            bearer=self.bearer if settings.api_audience else None,
+            named_keys=self.policy().named_keys,
+            host_checks_keys=not settings.api_audience,
+        )

@@ -11,6 +11,7 @@ tokens are RS256 JWTs with a real ``exp`` that the Key Vault and Graph stand-ins
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 import uuid
@@ -99,6 +100,7 @@ class EntraStandIn:
         self.issued: list[str] = []  # every access token handed out, so tests can look for leaks
         # Answer this many token requests of a client id with 503 temporarily_unavailable.
         self.unavailable: Counter[str] = Counter()
+        self.key_requests = 0  # JWKS fetches, so tests can see keys are cached
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.public_key = self._key.public_key()
         self._lock = threading.Lock()
@@ -136,6 +138,60 @@ class EntraStandIn:
             self.issued.append(token)
         return token, now + lifetime
 
+    def api_token(
+        self,
+        *,
+        tenant_id: str,
+        audience: str,
+        object_id: str,
+        client_id: str,
+        roles: tuple[str, ...] = (),
+        user: bool = False,
+        lifetime: int = 3599,
+        issued_ago: int = 0,
+        issuer: str | None = None,
+        signed: bool = True,
+    ) -> str:
+        """A v2.0 access token for a custom API, as Entra issues one to an app (client credentials) or a
+        user (delegated: ``scp``, as a Power Automate connection gets it).
+
+        For tests of refusals: ``issued_ago`` past ``lifetime`` gives an expired token, ``issuer`` another
+        tenant's, ``signed=False`` an unsigned (``alg: none``) one, and any ``audience`` another API's.
+        """
+        now = int(time.time()) - issued_ago
+        claims: dict[str, Any] = {
+            "aud": audience,
+            "iss": issuer or self.issuer(tenant_id),
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "azp": client_id,
+            "oid": object_id,
+            "sub": object_id,
+            "tid": tenant_id,
+            "idtyp": "user" if user else "app",
+            "uti": uuid.uuid4().hex,
+            "ver": "2.0",
+        }
+        if roles:
+            claims["roles"] = list(roles)
+        if user:
+            claims["scp"] = "user_impersonation"
+        if not signed:
+            # RFC 7519 section 6.1: an unsecured JWT, header and claims with an empty signature.
+            header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+            return f"{header}.{_b64url(json.dumps(claims).encode())}."
+        token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": "standin"})
+        with self._lock:
+            self.issued.append(token)
+        return token
+
+    def forged_token(self, **claims: Any) -> str:
+        """A token shaped like ``api_token``'s but signed by a key this tenant never published (same ``kid``)."""
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        real = jwt.decode(self.api_token(**claims), options={"verify_signature": False})
+        return jwt.encode(real, other, algorithm="RS256", headers={"kid": "standin"})
+
     def verify(self, token: str, *, audience: str) -> dict[str, Any]:
         """Claims of a token this stand-in issued for ``audience``; raises ``jwt.InvalidTokenError``."""
         return jwt.decode(token, self.public_key, algorithms=["RS256"], audience=audience)
@@ -147,7 +203,19 @@ class EntraStandIn:
             return self._metadata(parts[0])
         if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"] and request.method == "POST":
             return self._token(parts[0], request)
+        if len(parts) == 4 and parts[1:] == ["discovery", "v2.0", "keys"] and request.method == "GET":
+            self.key_requests += 1
+            return json_reply(200, {"keys": [self._jwk()]})
         return json_reply(404, {"error": "not_found"})
+
+    def _jwk(self) -> dict[str, Any]:
+        """The signing key as the tenant's JWKS publishes it (RFC 7517)."""
+        numbers = self.public_key.public_numbers()
+
+        def b64(value: int) -> str:
+            return _b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+        return {"kty": "RSA", "use": "sig", "kid": "standin", "n": b64(numbers.n), "e": b64(numbers.e)}
 
     def _metadata(self, tenant: str) -> Reply:
         if tenant not in self.tenants:

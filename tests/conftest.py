@@ -47,6 +47,9 @@ _ENV = [
     "M365_TOKEN_EXCHANGE_AUDIENCE",
     "M365_SENDER",
     "M365_ALLOWED_SENDERS",
+    "M365_SENDER_POLICY",
+    "M365_API_AUDIENCE",
+    "M365_OUTBOX_QUEUES",
     "M365_AUTHORITY_HOST",
     "GRAPH_BASE_URL",
     "M365_SECRET_CACHE_SECONDS",
@@ -128,7 +131,7 @@ def invoke(
     return Answer(response.status_code, dict(response.headers), json.loads(text) if text else {})
 
 
-def status_of(key: str, **params: str) -> Answer:
+def status_of(key: str, headers: dict[str, str] | None = None, **params: str) -> Answer:
     """GET /api/messages/{key} through the real ``status`` function."""
     request = func.HttpRequest(
         "GET",
@@ -136,7 +139,7 @@ def status_of(key: str, **params: str) -> Answer:
         body=b"",
         params=params,
         route_params={"key": key},
-        headers={},
+        headers=headers or {},
     )
     response: func.HttpResponse = indexed_functions()["status"].get_user_function()(request)
     return Answer(response.status_code, dict(response.headers), json.loads(response.get_body()))

@@ -147,8 +147,36 @@ def test_check_passes_each_step(run: Run) -> None:
     code, out, _ = run("check")
 
     assert code == 0
-    lines = out.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["✓ settings", "✓ key vault", "✓ token", "✓ sender"]
+    steps = [line.split(":")[0] for line in out.strip().splitlines() if line[:1] in ("✓", "✗")]
+    assert steps == ["✓ settings", "✓ key vault", "✓ token", "✓ sender", "✓ sender policy"]
+
+
+def test_check_shows_the_effective_sender_policy(run: Run, cloud: LocalCloud) -> None:
+    policy = {
+        "callers": [
+            {"name": "HR apps", "role": "Mail.Send.HR", "senders": ["payroll@contoso.com"]},
+            {"name": "Billing", "queue": "billing-outbox", "senders": ["billing@contoso.com"]},
+        ]
+    }
+
+    code, out, _ = run("check", M365_SENDER_POLICY=json.dumps(policy), M365_ALLOWED_SENDERS="ops@contoso.com")
+
+    assert code == 0
+    section = out[out.index("sender policy (who may send as whom):") :]
+    assert "  HR apps: app role 'Mail.Send.HR'\n    senders: payroll@contoso.com" in section
+    assert "  Billing: queue 'billing-outbox'\n    senders: billing@contoso.com" in section
+    assert "  default: unnamed function keys" in section
+    assert f"senders: {SENDER}, ops@contoso.com" in section or f"senders: ops@contoso.com, {SENDER}" in section
+
+
+def test_check_reads_the_tenants_signing_keys_when_tokens_are_accepted(run: Run, cloud: LocalCloud) -> None:
+    code, out, _ = run("check", "--json", M365_API_AUDIENCE="api://m365send")
+
+    report = json.loads(out)
+    [tokens] = [s for s in report["steps"] if s["step"] == "api tokens"]
+    assert code == 0
+    assert tokens["detail"] == "Entra ID tokens for api://m365send: 1 signing key(s) read"
+    assert cloud.entra.key_requests == 1
 
 
 def test_check_warns_when_the_secret_expires_within_30_days(run: Run, cloud: LocalCloud) -> None:

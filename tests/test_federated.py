@@ -269,7 +269,8 @@ def test_check_walks_the_federated_trust(
     out = capsys.readouterr().out
     assert code == 0, out
     lines = out.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["✓ settings", "✓ managed identity", "✓ token", "✓ sender"]
+    steps = [line.split(":")[0] for line in lines if line[:1] in ("✓", "✗")]
+    assert steps == ["✓ settings", "✓ managed identity", "✓ token", "✓ sender", "✓ sender policy"]
     assert cloud.managed_identity.principal_id in out
     assert cloud.entra.issuer(TENANT_ID) in out
 
