@@ -140,7 +140,8 @@ class OutboxProcessor:
         self._caller = caller
         self._policy = policy
         self._completions = completions
-        self._completion_queues = frozenset(completion_queues)
+        configured = frozenset(completion_queues)
+        self._completion_queues = configured if policy is None else policy.completion_queues(caller, configured)
         self._engine = engine
         self._dead_letters = dead_letters
         self._requeue = requeue
@@ -167,7 +168,8 @@ class OutboxProcessor:
                     FieldProblem(
                         "Envelope.notify",
                         "not_allowed",
-                        f"queue '{queued.notify}' is not one m365send may notify; add it to M365_COMPLETION_QUEUES",
+                        f"queue '{queued.notify}' is not one m365send may notify for {self._caller}; add it to "
+                        "M365_COMPLETION_QUEUES (and to the queue rule's completionQueues, if it has them)",
                         "ArgumentException",
                     )
                 ]

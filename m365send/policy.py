@@ -86,6 +86,9 @@ class Rule(_Rights):
     object_id: str | None = Field(default=None, alias="objectId")
     key: str | None = Field(default=None, pattern=KEY_NAME.pattern)
     queue: str | None = None
+    # A queue's producers may name only these completion queues in "notify" (else M365_COMPLETION_QUEUES),
+    # so one service cannot put completions on another's.
+    completion_queues: tuple[str, ...] | None = Field(default=None, alias="completionQueues")
 
     @model_validator(mode="after")
     def _one_matcher(self) -> Rule:
@@ -95,6 +98,8 @@ class Rule(_Rights):
             raise ValueError(f"rule '{self.name}': objectId '{self.object_id}' is not an Entra object id (a GUID)")
         if self.queue is not None and not is_queue_name(self.queue):
             raise ValueError(f"rule '{self.name}': '{self.queue}' is not a queue name")
+        if self.completion_queues is not None and self.queue is None:
+            raise ValueError(f"rule '{self.name}': completionQueues is for a queue rule")
         return self
 
     def names(self, caller: Caller) -> bool:
@@ -236,6 +241,13 @@ class SenderPolicy:
                 exception="ServiceException",
             )
         return mailbox
+
+    def completion_queues(self, caller: Caller, configured: frozenset[str]) -> frozenset[str]:
+        """The queues ``caller``'s messages may name in ``notify``: its queue rules' lists, where they give
+        one (each within ``M365_COMPLETION_QUEUES``), else every configured completion queue."""
+        lists = [rule.completion_queues for rule in self.document.callers if rule.names(caller)]
+        given = [frozenset(queues) for queues in lists if queues is not None]
+        return configured & frozenset().union(*given) if given else configured
 
     def every_sender(self) -> frozenset[str]:
         """Every sender some rule allows (the service refuses any other, whoever calls)."""

@@ -309,7 +309,7 @@ _HEADER = st.sampled_from(['{"alg":"RS256","kid":"x"}', '{"alg":"none"}', '{"alg
     lambda text: base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 )
 _JWT = st.builds(lambda h, p, s: f"{h}.{p}.{s}", _HEADER, _PART, _PART)
-_TEXT = st.text(st.characters(codec="latin-1", exclude_categories=("Cc",)), max_size=60)
+_TEXT = st.text(st.characters(codec="latin-1", exclude_categories=["Cc"]), max_size=60)
 AUTHORIZATION = st.none() | st.builds(
     lambda scheme, value: f"{scheme} {value}", st.sampled_from(["Bearer", "bearer", "Basic", ""]), _JWT | _TEXT
 )

@@ -198,3 +198,30 @@ def test_a_replayed_dead_letter_goes_back_to_the_queue_it_came_from(
     assert billing.waiting() == 1
     assert main.waiting() == 0
     assert letters() == []
+
+
+def test_a_service_may_name_only_its_own_completion_queues(
+    configure: Configure, cloud: LocalCloud, storage_settings: dict[str, str], billing_queue: str
+) -> None:
+    cloud.graph.add_mailbox(BILLING)
+    rule = {"name": "Billing", "queue": billing_queue, "senders": [BILLING], "completionQueues": ["billing-done"]}
+    configure(
+        **storage_settings,
+        M365_OUTBOX_QUEUES=billing_queue,
+        M365_COMPLETION_QUEUES="billing-done,crm-done",
+        M365_SENDER_POLICY=json.dumps({"callers": [rule]}),
+    )
+    billing = QueueHost(
+        storage_settings["M365Storage"], billing_queue, function=lambda msg: function_app._process(msg, billing_queue)
+    )
+    own = {"id": "b-1", "message": message(BILLING), "sender": BILLING, "notify": "billing-done"}
+    other = {"id": "b-2", "message": message(BILLING), "sender": BILLING, "notify": "crm-done"}
+    billing.put_text(json.dumps(own))
+    billing.put_text(json.dumps(other))
+
+    billing.drain()
+
+    assert [mail.mailbox for mail in cloud.graph.sent] == [BILLING]
+    [letter] = letters()
+    assert letter.kind == "invalid"
+    assert f"queue 'crm-done' is not one m365send may notify for queue '{billing_queue}'" in letter.problem["detail"]
