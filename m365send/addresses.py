@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -12,7 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from m365send.fields import TEXT_PATTERN, Model, alias, empty_error, no_control_characters, null_error
 
-__all__ = ["EmailAddress", "address_problem", "fold_address", "split_recipients"]
+__all__ = ["EmailAddress", "address_problem", "fold_address", "parse_pairs", "split_recipients"]
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -24,6 +25,17 @@ def fold_address(address: str) -> str:
     allow-list compared that way would pass an address that is not the one it lists.
     """
     return address.translate(_ASCII_LOWER)
+
+
+def parse_pairs(entries: Iterable[str]) -> frozenset[tuple[str, str]]:
+    """``delegate>principal`` entries as folded pairs; ``ValueError`` names an entry that is not one."""
+    pairs = set()
+    for entry in entries:
+        delegate, arrow, principal = (part.strip() for part in entry.partition(">"))
+        if not arrow or not delegate or not principal:
+            raise ValueError(f"'{entry}' is not delegate>principal (ops@contoso.com>helpdesk@contoso.com)")
+        pairs.add((fold_address(delegate), fold_address(principal)))
+    return frozenset(pairs)
 
 
 def address_problem(address: str) -> str | None:

@@ -35,26 +35,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from m365send.addresses import fold_address
+from m365send.addresses import fold_address, parse_pairs
 from m365send.callers import KEY_NAME, Caller
 from m365send.errors import SenderNotAllowed
 from m365send.message import SendRequest
 from m365send.names import is_object_id, is_queue_name
 
-__all__ = ["Grant", "PolicyDocument", "SenderPolicy", "parse_pairs"]
+__all__ = ["Grant", "PolicyDocument", "SenderPolicy"]
 
 _SHA256_HEX = r"^[0-9a-fA-F]{64}$"
-
-
-def parse_pairs(entries: Iterable[str]) -> frozenset[tuple[str, str]]:
-    """``delegate>principal`` entries as folded pairs; ``ValueError`` names an entry that is not one."""
-    pairs = set()
-    for entry in entries:
-        delegate, arrow, principal = (part.strip() for part in entry.partition(">"))
-        if not arrow or not delegate or not principal:
-            raise ValueError(f"'{entry}' is not delegate>principal (ops@contoso.com>helpdesk@contoso.com)")
-        pairs.add((fold_address(delegate), fold_address(principal)))
-    return frozenset(pairs)
 
 
 class _Rights(BaseModel):

@@ -10,14 +10,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from m365send.addresses import fold_address
+from m365send.addresses import fold_address, parse_pairs
 from m365send.attachments import is_container_name
 from m365send.errors import ConfigurationInvalid
 from m365send.names import is_object_id, is_queue_name
@@ -40,6 +40,17 @@ _PLACEHOLDER = re.compile(r"<[^<>]+>")
 def _entries(value: str) -> tuple[str, ...]:
     """A list setting's entries: separated by commas or semicolons, blanks dropped."""
     return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
+
+
+def _checked_entries(value: Any, valid: Callable[[str], bool], problem: str) -> Any:
+    """A list setting's entries as a set, each passing ``valid`` (else ``problem`` naming the first that fails)."""
+    if not isinstance(value, str):
+        return value
+    entries = frozenset(_entries(value))
+    for entry in sorted(entries):
+        if not valid(entry):
+            raise ValueError(problem.format(entry))
+    return entries
 
 
 class Settings(BaseModel):
@@ -160,30 +171,20 @@ class Settings(BaseModel):
     @field_validator("on_behalf_of", mode="before")
     @classmethod
     def _split_pairs(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        pairs = set()
-        for entry in _entries(value):
-            delegate, arrow, principal = (part.strip() for part in entry.partition(">"))
-            if not arrow or not delegate or not principal:
-                raise ValueError(f"'{entry}' is not delegate>principal (ops@contoso.com>helpdesk@contoso.com)")
-            pairs.add((fold_address(delegate), fold_address(principal)))
-        return frozenset(pairs)
+        return parse_pairs(_entries(value)) if isinstance(value, str) else value
 
     @field_validator("api_audience", mode="before")
     @classmethod
     def _split_audiences(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        audiences = frozenset(_entries(value))
-        for audience in audiences:
-            if not is_object_id(audience) and "://" not in audience:
-                raise ValueError(f"'{audience}' is neither an application ID URI (api://...) nor a client id")
-        return audiences
+        return _checked_entries(
+            value,
+            lambda audience: is_object_id(audience) or "://" in audience,
+            "'{}' is neither an application ID URI (api://...) nor a client id",
+        )
 
     @field_validator("sender_policy_document")
     @classmethod
-    def _policy(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _policy(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         from m365send.policy import SenderPolicy  # the message model: only for deployments with a policy
@@ -194,13 +195,9 @@ class Settings(BaseModel):
     @field_validator("completion_queues", "outbox_queues", mode="before")
     @classmethod
     def _split_queues(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        names = frozenset(_entries(value))
-        for name in names:
-            if not is_queue_name(name):
-                raise ValueError(f"'{name}' is not a queue name (3 to 63 lowercase letters, digits and single hyphens)")
-        return names
+        return _checked_entries(
+            value, is_queue_name, "'{}' is not a queue name (3 to 63 lowercase letters, digits and single hyphens)"
+        )
 
     @field_validator("attachment_containers", mode="before")
     @classmethod
