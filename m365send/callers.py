@@ -20,6 +20,7 @@ from m365send.errors import Unauthenticated
 __all__ = [
     "DEFAULT_CALLER",
     "KEY_NAME",
+    "QUEUE_OWNER",
     "BearerTokens",
     "Caller",
     "authenticate",
@@ -29,6 +30,8 @@ __all__ = [
     "queue_caller",
 ]
 
+# The namespace prefix of a producer queue's keys (``queue.<name>``).
+QUEUE_OWNER = "queue."
 CallerKind = Literal["default", "key", "app", "user", "queue"]
 # A key caller's name, as the sender policy lists it (also part of its owner: no colon, no slash).
 KEY_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -66,7 +69,7 @@ def entra_caller(kind: Literal["app", "user"], object_id: str, roles: frozenset[
 
 def queue_caller(name: str, *, main: bool) -> Caller:
     """The producers of queue ``name``; the main outbox queue's keep the default namespace."""
-    return Caller("queue", name, owner="" if main else f"queue.{name}")
+    return Caller("queue", name, owner="" if main else f"{QUEUE_OWNER}{name}")
 
 
 def key_digest(key: str) -> str:

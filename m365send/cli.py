@@ -22,6 +22,7 @@ from typing import Any
 from m365send.addresses import fold_address
 from m365send.answers import problem
 from m365send.attachments import chunk_ranges
+from m365send.callers import queue_caller
 from m365send.envelope import key_of, replayable
 from m365send.errors import ConfigurationInvalid, M365SendError, SenderNotAllowed, outcome_of
 from m365send.federated import FederatedTrust, ManagedIdentityAssertion
@@ -30,7 +31,7 @@ from m365send.http_api import handle_status
 from m365send.message import SendRequest
 from m365send.parsing import parse_send_request
 from m365send.scheduling import is_ahead, schedule
-from m365send.sendlog import Scope, SendStatus, scoped_key
+from m365send.sendlog import Scope, SendStatus, letter_queue, scoped_key
 from m365send.sendonce import Failed, Scheduled, SendCommand, Sent, schedule_problem
 from m365send.service import SendPlan
 from m365send.settings import Settings
@@ -87,8 +88,8 @@ def _replay_one(storage: Storage, letter: DeadLetter, force: bool) -> str | None
     """Re-enqueue one dead letter; returns why it was not replayed, or None."""
     if letter.kind == "conflict":
         return "its key was already used for a different message; enqueue it again under a new id"
-    queue, caller_key = _letter_queue(letter.key)
-    key = scoped_key(Scope.QUEUE, caller_key, f"queue.{queue}" if queue else "")
+    queue, caller_key = letter_queue(letter.key)
+    key = scoped_key(Scope.QUEUE, caller_key, queue_caller(queue, main=False).owner if queue else "")
     record = storage.sends.get(key)
     if record is not None and record.status is SendStatus.SENT:
         if not force:
@@ -101,15 +102,6 @@ def _replay_one(storage: Storage, letter: DeadLetter, force: bool) -> str | None
     storage.queue(queue).requeue(replayable(letter.payload, key=caller_key), delay=0)
     storage.dead_letters.remove(letter.id)
     return None
-
-
-def _letter_queue(key: str) -> tuple[str | None, str]:
-    """A dead letter's producer queue (None: the main one) and its key (``m365send.outbox.letter_key`` undone)."""
-    prefix = f"{Scope.QUEUE.value}/queue."
-    if key.startswith(prefix) and ":" in key:
-        queue, _, caller_key = key.removeprefix(prefix).partition(":")
-        return queue, caller_key
-    return None, key
 
 
 def _replay(worker: Worker, args: argparse.Namespace) -> int:

@@ -50,7 +50,7 @@ from m365send.errors import (
 )
 from m365send.logcontext import log_context
 from m365send.policy import SenderPolicy
-from m365send.sendlog import Scope, scoped_key
+from m365send.sendlog import Scope, letter_key
 from m365send.sendonce import Failed, Scheduled, SendCommand, SendOnce, Sent
 from m365send.status import SendState, send_state
 from m365send.telemetry import FAILURES
@@ -63,7 +63,6 @@ __all__ = [
     "OutboxProcessor",
     "QueueResult",
     "Requeue",
-    "letter_key",
 ]
 
 # Azure Storage hides a message for at most 7 days; a minute less leaves room for clock skew.
@@ -355,8 +354,3 @@ class OutboxProcessor:
         except SenderNotAllowed as error:
             return error
         return None
-
-
-def letter_key(scope: Scope, key: str, owner: str = "") -> str:
-    """A dead letter's key: the main queue's key as it came (``k``), else scoped (``http/key.flow:k``)."""
-    return key if scope is Scope.QUEUE and not owner else scoped_key(scope, key, owner)

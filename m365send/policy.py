@@ -164,8 +164,11 @@ class SenderPolicy:
             senders = frozenset(map(fold_address, allowed_senders)) | {fold_address(default_sender)}
             pairs = frozenset((fold_address(d), fold_address(p)) for d, p in on_behalf_of)
         self.default = Grant(("default",), senders, pairs)
-        # Without a default of the document's own, the settings are the default rule: a refusal says which to change.
-        self._default_from_settings = document.default is None
+        # Each rule's rights, folded once: checks run on every send.
+        self._grants = [
+            (rule, Grant((rule.name,), frozenset(map(fold_address, rule.senders)), parse_pairs(rule.on_behalf_of)))
+            for rule in document.callers
+        ]
 
     @classmethod
     def parse(
@@ -187,13 +190,13 @@ class SenderPolicy:
 
     def grant_for(self, caller: Caller) -> Grant | None:
         """The rights of ``caller``: its rules', else the default rule's (None for an Entra caller no rule names)."""
-        rules = [rule for rule in self.document.callers if rule.names(caller)]
-        if not rules:
+        grants = [grant for rule, grant in self._grants if rule.names(caller)]
+        if not grants:
             return None if caller.identified else self.default
         return Grant(
-            tuple(rule.name for rule in rules),
-            frozenset(fold_address(s) for rule in rules for s in rule.senders),
-            frozenset(pair for rule in rules for pair in parse_pairs(rule.on_behalf_of)),
+            tuple(name for grant in grants for name in grant.rules),
+            frozenset().union(*(grant.senders for grant in grants)),
+            frozenset().union(*(grant.pairs for grant in grants)),
         )
 
     def check(self, caller: Caller, request: SendRequest) -> str:
@@ -207,7 +210,8 @@ class SenderPolicy:
             )
         mailbox = request.sender or self.default_sender
         rules = ", ".join(grant.rules)
-        by_settings = grant is self.default and self._default_from_settings
+        # Without a default of the document's own, the settings are the default rule: say which to change.
+        by_settings = grant is self.default and self.document.default is None
         if fold_address(mailbox) not in grant.senders:
             hint = "; add it to M365_ALLOWED_SENDERS" if by_settings else ""
             if request.sender is None and not by_settings:
@@ -240,13 +244,11 @@ class SenderPolicy:
 
     def every_sender(self) -> frozenset[str]:
         """Every sender some rule allows (the service refuses any other, whoever calls)."""
-        return self.default.senders | frozenset(fold_address(s) for rule in self.document.callers for s in rule.senders)
+        return self.default.senders.union(*(grant.senders for _, grant in self._grants))
 
     def every_pair(self) -> frozenset[tuple[str, str]]:
         """Every on-behalf-of pair some rule allows."""
-        return self.default.pairs | frozenset(
-            pair for rule in self.document.callers for pair in parse_pairs(rule.on_behalf_of)
-        )
+        return self.default.pairs.union(*(grant.pairs for _, grant in self._grants))
 
     def describe(self) -> list[dict[str, Any]]:
         """The effective policy, rule by rule, for ``m365send check`` (key digests are not shown)."""

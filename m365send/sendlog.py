@@ -28,6 +28,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from m365send.callers import QUEUE_OWNER
+
 __all__ = [
     "Decision",
     "Reservation",
@@ -36,6 +38,8 @@ __all__ = [
     "SendRecord",
     "SendStatus",
     "decide",
+    "letter_key",
+    "letter_queue",
     "scoped_key",
     "successor",
     "unscoped",
@@ -57,6 +61,20 @@ def scoped_key(scope: Scope, key: str, owner: str = "") -> str:
     The default caller's keys keep the form they always had, so existing records stay valid.
     """
     return f"{scope.value}:{key}" if not owner else f"{scope.value}/{owner}:{key}"
+
+
+def letter_key(scope: Scope, key: str, owner: str = "") -> str:
+    """A dead letter's key: the main queue's key as it came (``k``), else scoped (``http/key.flow:k``)."""
+    return key if scope is Scope.QUEUE and not owner else scoped_key(scope, key, owner)
+
+
+def letter_queue(key: str) -> tuple[str | None, str]:
+    """The producer queue of a dead letter (None: the main one) and its caller's key (``letter_key`` undone)."""
+    prefix = f"{Scope.QUEUE.value}/{QUEUE_OWNER}"
+    if key.startswith(prefix) and ":" in key:
+        queue, _, caller_key = key.removeprefix(prefix).partition(":")
+        return queue, caller_key
+    return None, key
 
 
 def unscoped(key: str) -> tuple[Scope, str]:

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -269,8 +270,10 @@ class Settings(BaseModel):
             return "federated"
         return "certificate" if self.certificate_name else "secret"
 
+    @cached_property
     def sender_policy(self) -> SenderPolicy:
-        """The sender policy: ``M365_SENDER_POLICY``'s rules, with today's allow-lists as the default rule."""
+        """The sender policy: ``M365_SENDER_POLICY``'s rules, with today's allow-lists as the default rule
+        (parsed once per settings: the service, each queue and the HTTP edge share it)."""
         from m365send.policy import SenderPolicy
 
         return SenderPolicy.parse(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from m365send.sendlog import Scope, SendRecord, SendStatus, scoped_key
+from m365send.sendlog import Scope, SendRecord, SendStatus, letter_key, scoped_key
 
 __all__ = ["DeadLetterFacts", "SendState", "StatusBook", "send_state"]
 
@@ -184,9 +184,7 @@ class StatusBook:
     def _state(self, key: str, via: Scope, owner: str) -> SendState | None:
         record = self._records.get(scoped_key(via, key, owner))
         # A message an HTTP caller scheduled waits on the queue, and may be set aside there too.
-        dead_letter = self._dead_letters.latest_for(
-            key if via is Scope.QUEUE and not owner else scoped_key(via, key, owner)
-        )
+        dead_letter = self._dead_letters.latest_for(letter_key(via, key, owner))
         return send_state(key, via, record, dead_letter)
 
 

@@ -248,7 +248,7 @@ def build_pacer(settings: Settings) -> Pacer:
 def build_service(settings: Settings, parts: Parts | None = None) -> EmailService:
     """Wire the adapters into the service (which refuses any sender no rule of the policy allows)."""
     parts = parts or build_parts(settings)
-    policy = settings.sender_policy()
+    policy = settings.sender_policy
     return EmailService(
         tokens=parts.tokens,
         mail=parts.mail,
@@ -415,7 +415,7 @@ def build_outbox(settings: Settings, engine: SendOnce, storage: Storage, queue: 
         dead_letters=storage.dead_letters,
         requeue=storage if queue is None else _QueueRequeue(storage, queue),
         caller=queue_caller(queue or settings.queue_name, main=queue is None),
-        policy=settings.sender_policy(),
+        policy=settings.sender_policy,
         max_attempts=settings.queue_max_attempts,
         retry_base=settings.queue_retry_base,
         max_delay=settings.queue_max_delay,
@@ -453,7 +453,6 @@ class Worker:
         self._engines: dict[bool, SendOnce] = {}
         self._parts: Parts | None = None
         self._outboxes: dict[str | None, OutboxProcessor] = {}
-        self._policy: SenderPolicy | None = None
         self._bearer: EntraBearer | None = None
         self._lock = threading.RLock()
 
@@ -546,11 +545,8 @@ class Worker:
             return self._outboxes[queue]
 
     def policy(self) -> SenderPolicy:
-        """The sender policy, parsed once (the settings checked it when they were read)."""
-        with self._lock:
-            if self._policy is None:
-                self._policy = self.settings().sender_policy()
-            return self._policy
+        """The sender policy (the settings checked it when they were read, and keep it parsed)."""
+        return self.settings().sender_policy
 
     def bearer(self) -> EntraBearer:
         """The validator of Entra ID bearer tokens for the app's API, built once (keys fetched on first use)."""
