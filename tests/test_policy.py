@@ -13,6 +13,7 @@ from m365send.errors import ConfigurationInvalid, SenderNotAllowed
 from m365send.parsing import parse_send_request
 from m365send.policy import SenderPolicy
 from m365send.settings import load_settings
+from tests.conftest import fresh_python
 
 APP = str(uuid.uuid4())
 BASE = {
@@ -137,3 +138,13 @@ def test_the_api_audience_is_an_application_id_uri_or_a_client_id() -> None:
 def test_an_extra_outbox_queue_may_not_be_the_main_queue() -> None:
     with pytest.raises(ConfigurationInvalid, match="M365_OUTBOX_QUEUES must not name the main outbox queue"):
         load_settings({**BASE, "M365_OUTBOX_QUEUES": "email-outbox"})
+
+
+def test_without_a_policy_document_no_policy_validator_is_built() -> None:
+    # Most deployments have none: a new instance's first send should not build the document's models.
+    probe = (
+        "from m365send.policy import PolicyDocument, Rule, SenderPolicy\n"
+        "policy = SenderPolicy.parse(None, default_sender='notifications@contoso.com')\n"
+        "print(PolicyDocument.__pydantic_complete__, Rule.__pydantic_complete__, sorted(policy.default.senders))\n"
+    )
+    assert fresh_python(probe) == "False False ['notifications@contoso.com']"
