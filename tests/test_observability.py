@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from standins.cloud import LocalCloud
 from standins.graph import Fault
-from tests.conftest import Configure, SendApi
+from tests.conftest import Configure, SendApi, fresh_python
 
 _READER = InMemoryMetricReader()
 _SPANS = InMemorySpanExporter()
@@ -152,3 +152,35 @@ def test_with_application_insights_the_azure_monitor_exporter_is_installed() -> 
     )
 
     assert result.stdout.split()[:2] == ["True", "opentelemetry.sdk.trace"]
+
+
+def test_until_something_loads_opentelemetry_the_instruments_cost_no_import_and_then_record() -> None:
+    # No provider can be installed without importing the API, so until then every instrument is a
+    # no-op and a new instance's first send does not import it; one installed later still sees sends.
+    probe = (
+        "import sys\n"
+        "from m365send.telemetry import SENDS, tracer\n"
+        "with tracer.start_as_current_span('before') as span:\n"
+        "    span.set_attribute('a', 1)\n"
+        "SENDS.add(1)\n"
+        "print('opentelemetry' in sys.modules)\n"
+        "from opentelemetry import metrics, trace\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "reader, spans = InMemoryMetricReader(), InMemorySpanExporter()\n"
+        "metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(spans))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "with tracer.start_as_current_span('after') as span:\n"
+        "    span.set_attribute('a', 2)\n"
+        "SENDS.add(2)\n"
+        "data = reader.get_metrics_data().resource_metrics\n"
+        "[metric] = [m for r in data for s in r.scope_metrics for m in s.metrics]\n"
+        "print([(s.name, dict(s.attributes)) for s in spans.get_finished_spans()], metric.name,"
+        " metric.data.data_points[0].value)\n"
+    )
+    assert fresh_python(probe).splitlines() == ["False", "[('after', {'a': 2})] m365send.sends 2"]
