@@ -3,7 +3,9 @@
 Modes: ``import-functions`` (import azure.functions only), ``index`` (import function_app and index
 its functions), ``first-send`` / ``first-send-sdk`` / ``first-send-floor`` (a fresh process's first
 email: Key Vault read, token, sendMail; the floor is the mandated libraries alone; ``first-send-keyed``
-sends it with an Idempotency-Key, so with its send record), ``cpu`` /
+sends it with an Idempotency-Key, so with its send record; ``first-send-floor-validated`` is the floor
+plus the mandated pydantic validating the message), ``start`` (the interpreter and this module
+alone, what every fresh process pays), ``cpu`` /
 ``cpu-sdk`` / ``cpu-floor`` (CPU time per send on a warm client, N sends).
 """
 
@@ -161,6 +163,28 @@ def _floor() -> Callable[[dict[str, Any]], None]:
     return post
 
 
+def _floor_validated() -> Callable[[dict[str, Any]], None]:
+    """The floor plus the other mandated library: pydantic v2 validates the message first."""
+    from pydantic import BaseModel, Field
+
+    class Address(BaseModel):
+        address: str = Field(alias="Address", min_length=3, max_length=254, pattern="@")
+
+    class Message(BaseModel):
+        subject: str = Field(alias="Subject", max_length=255)
+        body: str = Field(alias="Body")
+        to: list[Address] = Field(alias="To", min_length=1, max_length=500)
+        sender: Address = Field(alias="From")
+
+    post = _floor()
+
+    def send(message: dict[str, Any]) -> None:
+        Message.model_validate(message)
+        post(message)
+
+    return send
+
+
 def _after_warmup() -> dict[str, Any]:
     """A new instance the host warmed up: the warm-up, then the first send, then warm sends, each timed."""
     from azure.functions.warmup import WarmUpContext
@@ -198,6 +222,8 @@ def main(mode: str, count: int) -> dict[str, Any]:
         import function_app
 
         return {"functions": len(function_app.app.get_functions()), "rss_mb": _rss_mb()}
+    if mode == "start":
+        return {"rss_mb": _rss_mb()}
     if mode == "first-send-warmup":
         return _after_warmup()
     started = time.perf_counter()
@@ -206,6 +232,8 @@ def main(mode: str, count: int) -> dict[str, Any]:
         if mode.endswith("-sdk")
         else _floor()
         if mode.endswith("-floor")
+        else _floor_validated()
+        if mode.endswith("-floor-validated")
         else _ours(keyed=mode.endswith("-keyed"))
     )
     ready = time.perf_counter()

@@ -7,6 +7,7 @@ The table modules (``bench.bench``, ``bench.memory``, ``bench.body_memory``, ``b
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -45,10 +46,15 @@ def standins(
 
 
 def measure(mode: str, env: dict[str, str], count: int = 0, module: str = "bench.children") -> dict[str, Any]:
-    """Run one fresh child; its JSON line plus the wall time of the whole process."""
+    """Run one fresh child; its JSON line plus the wall time of the whole process.
+
+    ``bench.children`` runs with ``M365_BENCH_APP_PYTHON`` when set (``bench/run`` sets it): a venv
+    of the app's pins alone, as deployed.
+    """
+    python = (os.environ.get("M365_BENCH_APP_PYTHON") if module == "bench.children" else None) or sys.executable
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", module, mode, str(count)],
+        [python, "-m", module, mode, str(count)],
         env=env,
         capture_output=True,
         text=True,
