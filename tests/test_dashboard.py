@@ -50,7 +50,7 @@ def emitted_properties() -> set[str]:
 def emitted_metrics() -> dict[str, set[str]]:
     """Instrument name → the attribute keys it is recorded with."""
     telemetry = (ROOT / "m365send" / "telemetry.py").read_text()
-    names = dict(re.findall(r"(\w+) = _meter\.create_\w+\(\s*\"([^\"]+)\"", telemetry))
+    names = dict(re.findall(r"(\w+) = _Instrument\(\s*\"\w+\",\s*\"([^\"]+)\"", telemetry))
     dimensions: dict[str, set[str]] = {name: set() for name in names.values()}
     for variable, attributes in re.findall(r"(\w+)\.(?:add|record)\([^{\n]*\{([^}\n]*)\}", _source()):
         if variable in names:
