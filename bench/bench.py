@@ -126,7 +126,25 @@ def scaleout_table(messages: int) -> str:
         + f"\nWith room in the window, the shared limiter adds {overhead['overhead_ms_median']:.1f} ms (median; "
         f"95th percentile {overhead['overhead_ms_p95']:.1f} ms) and {overhead['storage_requests_per_slot']:.1f} "
         "storage requests to each Graph request (300 requests one at a time, Azurite on loopback).\n\n"
+        + pacing_kinds(drains)
         + cost.report([row for row in drains if row["pacing"] == "shared"])
+    )
+
+
+def pacing_kinds(rows: list[dict[str, Any]]) -> str:
+    """The shared limiter's storage requests per email, by kind: where its round trips go."""
+    lines = []
+    for row in rows:
+        kinds = row.get("storage_requests") or {}
+        if row["pacing"] != "shared" or not kinds:
+            continue
+        per = ", ".join(f"{kind} {n / row['sent']:.2f}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        lines.append(f"- {row['mailboxes']} mailbox(es), {row['workers']} worker(s): {per}")
+    if not lines:
+        return ""
+    return (
+        "The shared limiter's storage requests per email, by kind (writes count requests or write off finished\n"
+        "ones; reads follow a conflict, poll for a free slot, or refresh a stale view):\n" + "\n".join(lines) + "\n\n"
     )
 
 
