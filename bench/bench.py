@@ -34,9 +34,10 @@ def main() -> None:
     parser.add_argument("--delivery-sends", type=int, default=200, help="keyed sends per row of table 6")
     parser.add_argument(
         "--only",
-        choices=["send", "first-send", "federated", "scaleout", "memory", "delivery"],
+        choices=["send", "first-send", "instructions", "federated", "scaleout", "memory", "delivery"],
         help="send: tables 1-4 (cold start, CPU, throughput, economy); first-send: tables 1d and 1e (a fresh "
-        "process's first email with storage and keyed, and after the warm-up); federated: table 4b (the federated "
+        "process's first email with storage and keyed, and after the warm-up); instructions: table 1f (the same "
+        "first emails counted in instructions by valgrind, steady from run to run); federated: table 4b (the federated "
         "credential beside the client secret); scaleout: table 3b (3 workers, shared pacing); memory: tables 5 "
         "and 5b; delivery: table 6 (verified delivery's cost); default: all",
     )
@@ -52,6 +53,10 @@ def main() -> None:
         from bench import first_send
 
         first_send.main(args.runs)
+    if args.only in (None, "instructions"):
+        from bench import instructions
+
+        instructions.main()
     if args.only in (None, "federated"):
         from bench import federated
 
