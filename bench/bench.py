@@ -165,8 +165,7 @@ def send_tables(args: argparse.Namespace) -> None:
     """Tables 1-4."""
     with standins() as settings:
         env = {**os.environ, **settings}
-        cold: dict[str, list[dict[str, Any]]] = {}
-        for mode in (
+        modes = (
             "start",
             "import-functions",
             "index",
@@ -175,8 +174,11 @@ def send_tables(args: argparse.Namespace) -> None:
             "first-send-floor",
             "first-send-floor-validated",
             "first-send-warmup",
-        ):
-            cold[mode] = [measure(mode, env) for _ in range(args.runs)]
+        )
+        cold: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+        for _ in range(args.runs):  # interleaved: the machine's drift falls on every mode alike
+            for mode in modes:
+                cold[mode].append(measure(mode, env))
         cpu = {mode: [measure(mode, env, args.sends) for _ in range(3)] for mode in ("cpu", "cpu-sdk", "cpu-floor")}
         economy = measure("economy", env, args.economy_sends, module="bench.load")
     load = measure("throughput", dict(os.environ), args.messages, module="bench.load")
