@@ -102,7 +102,12 @@ def scaleout_table(messages: int) -> str:
                 f"{row['ceiling_per_second']:.2f}",
                 f"{row['ratio']:.0%}",
                 f"{row['throttled_429']} of {row['graph_requests']} "
-                f"({row['throttled_429'] / row['graph_requests']:.1%})",
+                f"({row['throttled_429'] / row['graph_requests']:.1%})"
+                + (
+                    f"; the limiter's storage failed {row['pacing_fallbacks']} time(s), 15 s of per-worker pacing each"
+                    if row.get("pacing_fallbacks")
+                    else ""
+                ),
                 str(row["lost"]),
                 str(row["sent_twice"]),
                 str(row["dead_lettered"]),

@@ -66,6 +66,7 @@ def worker() -> None:
                 "executions": executions,
                 "storage_requests": getattr(pacer, "storage_requests", {}),
                 "given_up": getattr(pacer, "given_up", 0),
+                "fallbacks": getattr(pacer, "fallbacks", 0),
                 "storage_by_resource": dict(storage.counts),
             }
         ),
@@ -168,6 +169,7 @@ def run(count: int, *, pacing: str, mailboxes: int, workers: int = WORKERS) -> d
             "storage_by_resource": _summed(r["storage_by_resource"] for r in reports),
             "executions": sum(r["executions"] for r in reports),
             "pacing_given_up": sum(r["given_up"] for r in reports),
+            "pacing_fallbacks": sum(r.get("fallbacks", 0) for r in reports),
             "workers": workers,
             "send_table": env["M365_SEND_TABLE"],
         }

@@ -192,6 +192,7 @@ class SharedMailboxLimiter:
         self._requests: Counter[str] = Counter()
         self._took: float | None = None  # seconds a request holds its slot, on average
         self._given_up = 0
+        self._fallbacks = 0
 
     @classmethod
     def from_connection_string(cls, connection_string: str, *, table: str, **limits: Any) -> SharedMailboxLimiter:
@@ -253,6 +254,12 @@ class SharedMailboxLimiter:
         """Requests counted but never sent: handed over too late, or counted by a write that took too long."""
         with self._lock:
             return self._given_up
+
+    @property
+    def fallbacks(self) -> int:
+        """Times this worker fell back to its own pacing because the limiter's storage failed."""
+        with self._lock:
+            return self._fallbacks
 
     def _tick(self, kind: str) -> None:
         with self._lock:
@@ -495,6 +502,8 @@ class SharedMailboxLimiter:
 
     def _fall_back(self, exc: AzureError) -> None:
         self._down_until = self._clock() + FALLBACK_SECONDS
+        with self._lock:
+            self._fallbacks += 1
         PACING_FALLBACKS.add(1, {"reason": type(exc).__name__})
         log.warning(
             "shared mailbox pacing is unavailable (%s: %s); this worker paces on its own for %g s",

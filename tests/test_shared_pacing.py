@@ -245,6 +245,7 @@ def test_unreachable_storage_falls_back_to_the_workers_own_pacing(caplog: pytest
 
     assert entered == 3
     assert not limiter.shared
+    assert limiter.fallbacks == 1  # the later slots pace on their own without trying the storage again
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1
     assert "paces on its own" in warnings[0]
