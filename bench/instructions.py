@@ -60,12 +60,18 @@ def measure() -> dict[str, int]:
             base = {**os.environ, **settings}
             with_storage = {**base, "M365Storage": azurite.connection_string}
             _count("first-send-keyed", with_storage)  # creates the tables: every counted run finds them
+            # Two at a time without storage; with it, one at a time: two first sends on one mailbox's
+            # pacing entity would meet in its ETag and read it again, and the count would vary.
             with ThreadPoolExecutor(2) as pool:
-                counts = pool.map(
-                    lambda case: _count(case[1], with_storage if case[2] else base),
-                    _CASES,
+                counts = dict(
+                    zip(
+                        [name for name, _, storage in _CASES if not storage],
+                        pool.map(lambda case: _count(case[1], base), [c for c in _CASES if not c[2]]),
+                        strict=True,
+                    )
                 )
-                return {name: count for (name, _, _), count in zip(_CASES, counts, strict=True)}
+            counts |= {name: _count(mode, with_storage) for name, mode, storage in _CASES if storage}
+            return {name: counts[name] for name, _, _ in _CASES}
     finally:
         azurite.close()
 
