@@ -438,11 +438,13 @@ def _hook(name: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[
     )
 
 
-def test_azure_yaml_runs_both_hooks() -> None:
+def test_azure_yaml_runs_every_hook() -> None:
     azure_yaml = (INFRA.parent / "azure.yaml").read_text()
 
     assert "run: infra/hooks/preprovision.sh" in azure_yaml
     assert "run: infra/hooks/postprovision.sh" in azure_yaml
+    # A service hook: it runs before azd zips the Function App's package.
+    assert "      prepackage:\n        shell: sh\n        run: infra/hooks/prepackage.sh" in azure_yaml
 
 
 def test_private_networking_registers_the_microsoft_app_provider(tmp_path: Path) -> None:
