@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from bench.harness import measure, standins, table
+from m365send.shared_pacing import FALLBACK_SECONDS
 
 
 def main() -> None:
@@ -104,7 +105,8 @@ def scaleout_table(messages: int) -> str:
                 f"{row['throttled_429']} of {row['graph_requests']} "
                 f"({row['throttled_429'] / row['graph_requests']:.1%})"
                 + (
-                    f"; the limiter's storage failed {row['pacing_fallbacks']} time(s), 15 s of per-worker pacing each"
+                    f"; the limiter's storage failed {row['pacing_fallbacks']} time(s), "
+                    f"{FALLBACK_SECONDS:g} s of per-worker pacing each"
                     if row.get("pacing_fallbacks")
                     else ""
                 ),

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["StorageRequests", "measure", "run_worker", "standins", "table"]
+__all__ = ["StorageRequests", "app_python", "measure", "run_worker", "standins", "table"]
 
 
 @contextmanager
@@ -45,13 +45,19 @@ def standins(
             counts.update(json.loads(last))
 
 
+def app_python() -> str:
+    """The interpreter of the measured fresh processes: ``M365_BENCH_APP_PYTHON`` (the app's pins
+    alone, as deployed; ``bench/run`` sets it), else this one."""
+    return os.environ.get("M365_BENCH_APP_PYTHON") or sys.executable
+
+
 def measure(mode: str, env: dict[str, str], count: int = 0, module: str = "bench.children") -> dict[str, Any]:
     """Run one fresh child; its JSON line plus the wall time of the whole process.
 
     ``bench.children`` runs with ``M365_BENCH_APP_PYTHON`` when set (``bench/run`` sets it): a venv
     of the app's pins alone, as deployed.
     """
-    python = (os.environ.get("M365_BENCH_APP_PYTHON") if module == "bench.children" else None) or sys.executable
+    python = app_python() if module == "bench.children" else sys.executable
     started = time.perf_counter()
     result = subprocess.run(
         [python, "-m", module, mode, str(count)],

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.harness import standins, table
+from bench.harness import app_python, standins, table
 from standins.azurite import Azurite
 
 _CASES = (
@@ -36,7 +36,7 @@ _CASES = (
 
 
 def _count(mode: str, env: dict[str, str]) -> int:
-    python = os.environ.get("M365_BENCH_APP_PYTHON") or sys.executable
+    python = app_python()
     valgrind = shutil.which("valgrind") or "valgrind"
     result = subprocess.run(
         [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-m", "bench.children", mode],
@@ -62,13 +62,10 @@ def measure() -> dict[str, int]:
             _count("first-send-keyed", with_storage)  # creates the tables: every counted run finds them
             # Two at a time without storage; with it, one at a time: two first sends on one mailbox's
             # pacing entity would meet in its ETag and read it again, and the count would vary.
+            apart = [(name, mode) for name, mode, storage in _CASES if not storage]
             with ThreadPoolExecutor(2) as pool:
                 counts = dict(
-                    zip(
-                        [name for name, _, storage in _CASES if not storage],
-                        pool.map(lambda case: _count(case[1], base), [c for c in _CASES if not c[2]]),
-                        strict=True,
-                    )
+                    zip([name for name, _ in apart], pool.map(lambda c: _count(c[1], base), apart), strict=True)
                 )
             counts |= {name: _count(mode, with_storage) for name, mode, storage in _CASES if storage}
             return {name: counts[name] for name, _, _ in _CASES}

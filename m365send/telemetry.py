@@ -56,6 +56,7 @@ class _Tracer:
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._tracer: Any = None
 
     @contextmanager
     def start_as_current_span(self, name: str) -> Iterator[Any]:
@@ -63,9 +64,11 @@ class _Tracer:
         if not _loaded():
             yield _NoSpan()
             return
-        from opentelemetry import trace
+        if self._tracer is None:  # the API's tracer is a proxy: made once, it follows a provider set later
+            from opentelemetry import trace
 
-        with trace.get_tracer(self._name).start_as_current_span(name) as span:
+            self._tracer = trace.get_tracer(self._name)
+        with self._tracer.start_as_current_span(name) as span:
             yield span
 
 

@@ -93,9 +93,10 @@ def test_the_package_carries_the_apps_bytecode_checked_by_hash_not_file_time(tmp
     for name in ("function_app.py", "connector_openapi.py", "m365send", "infra/hooks/prepackage.sh"):
         source, copy = ROOT / name, tmp_path / name
         copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__")) if source.is_dir() else (
+        if source.is_dir():
+            shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
             shutil.copy(source, copy)
-        )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3.11").symlink_to(sys.executable)
