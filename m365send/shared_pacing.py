@@ -45,6 +45,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from m365send.azure_errors import azure_errors, first_line
 from m365send.errors import DependencyUnavailable
+from m365send.fair_lock import FairLock
 from m365send.pacing import MailboxPacer
 from m365send.service_time import ServiceTime
 from m365send.storage_options import STORAGE_TIMEOUTS
@@ -141,7 +142,7 @@ class _Pool:
     """One mailbox's requests in this worker: the turn, threads in it or waiting for it, what it handed
     out and what finished since the last write, and the entity as this worker last saw it."""
 
-    turn: threading.Lock = field(default_factory=threading.Lock)
+    turn: FairLock = field(default_factory=FairLock)  # first come, first served: no thread starves
     waiting: int = 0
     handed: list[tuple[float, str]] = field(default_factory=list)  # (counted at, request id)
     mine: set[str] = field(default_factory=set)  # written in flight by this worker, not yet written off

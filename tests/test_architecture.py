@@ -75,6 +75,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "sendlog",
             "service_time",
             "storage_options",
+            "fair_lock",
             "telemetry",
             "workflow_keys",
             "answers",
