@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from azure.core import MatchConditions
@@ -135,6 +136,10 @@ class Window:
 
 
 _EMPTY = Window({}, {}, None)
+
+
+def _more_than(finished: set[str], weighed: int) -> bool:
+    return len(finished) > weighed
 
 
 @dataclass
@@ -375,16 +380,28 @@ class SharedMailboxLimiter:
                 self._remember(pool, self._read(key, "poll" if fresh else "stale"), fresh=True)
 
     def _wait_writing_off(self, pool: _Pool, key: str, wait: float) -> None:
-        """Wait ``wait`` seconds for the window, writing off this worker's requests as they finish, so
-        that when the window frees no instance takes them for still in flight."""
+        """Wait ``wait`` seconds for the window, writing off this worker's requests as they finish where
+        that matters: when, listed in flight, they would leave other instances less room for requests
+        in flight than the window will have when it frees. Otherwise the next turn's write carries them."""
         until = time.monotonic() + wait
+        weighed = 0  # finished requests found not worth a write (those before the wait are weighed at once)
         while (left := until - time.monotonic()) > 0:
             with self._lock:
-                if not pool.finished_changed.wait_for(lambda: bool(pool.finished), timeout=left):
+                if not pool.finished_changed.wait_for(partial(_more_than, pool.finished, weighed), timeout=left):
                     return
                 seen, finished = pool.seen, set(pool.finished)
-            if not self._write(pool, key, seen, self._clock(), taken=[], finished=finished):
+            now = self._clock()
+            if not self._holds_back_others(seen, now, now + until - time.monotonic()):
+                weighed = len(finished)
+                continue
+            weighed = 0  # any that finished meanwhile are weighed against the entity as now written
+            if not self._write(pool, key, seen, now, taken=[], finished=finished):
                 self._remember(pool, self._read(key, "write-off-conflict"), fresh=True)
+
+    def _holds_back_others(self, seen: Window, now: float, frees: float) -> bool:
+        """Whether the requests ``seen`` lists in flight leave less concurrency than the window's room at ``frees``."""
+        room_then = self._rate - window_use(seen.counts, now=frees, window=self._window).used
+        return self._concurrency - len(seen.live(now)) < room_then
 
     def _until_one_ends(self, seen: Window, now: float, finished: set[str]) -> float:
         """How long until the earliest request in flight should end, judged by how long this worker's own

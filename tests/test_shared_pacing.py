@@ -375,6 +375,60 @@ def test_finished_requests_are_written_off_when_no_turn_is_coming(azurite: Azuri
     assert json.loads(_entity(azurite, names)["InFlight"]) == {}
 
 
+def _two_finish_while_a_third_waits_for_the_window(
+    limiter: SharedMailboxLimiter, azurite: Azurite, names: str
+) -> dict[str, float]:
+    """Two requests take the window's whole rate (2) and finish at 0.2 s while a third waits for the
+    window to free (at 1.2 s); what the entity lists in flight at 0.7 s, between the two."""
+    took = threading.Barrier(3)
+    seen: dict[str, float] = {}
+
+    def first_two() -> None:
+        with limiter.slot(MAILBOX):
+            took.wait(5)
+            time.sleep(0.2)
+
+    def look() -> None:
+        time.sleep(0.7)
+        seen.update(json.loads(_entity(azurite, names)["InFlight"]))
+
+    threads = [threading.Thread(target=first_two) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    took.wait(5)
+    looking = threading.Thread(target=look)
+    looking.start()
+    with limiter.slot(MAILBOX):
+        pass
+    for thread in [*threads, looking]:
+        thread.join(5)
+    return seen
+
+
+def test_waiting_for_the_window_leaves_finished_requests_to_the_next_write_when_they_hold_no_one_back(
+    azurite: Azurite, names: str
+) -> None:
+    # Two listed in flight leave 4 - 2 = 2 requests of concurrency: all the room the window frees.
+    limiter = make_limiter(azurite.connection_string, names, concurrency=4, rate=2, window=1.2)
+    in_flight_meanwhile = _two_finish_while_a_third_waits_for_the_window(limiter, azurite, names)
+
+    assert len(in_flight_meanwhile) == 2
+    # The third request's turn wrote the first two off; only the third needed a write-off of its own.
+    assert limiter.storage_requests["write-off"] == 1
+    assert json.loads(_entity(azurite, names)["InFlight"]) == {}
+
+
+def test_waiting_for_the_window_writes_off_finished_requests_that_would_hold_others_back(
+    azurite: Azurite, names: str
+) -> None:
+    # Two listed in flight leave no concurrency at all for the room the window frees: written off at once.
+    limiter = make_limiter(azurite.connection_string, names, concurrency=2, rate=2, window=1.2)
+    in_flight_meanwhile = _two_finish_while_a_third_waits_for_the_window(limiter, azurite, names)
+
+    assert in_flight_meanwhile == {}
+    assert json.loads(_entity(azurite, names)["InFlight"]) == {}
+
+
 def test_the_limiter_needs_table_storage_only(names: str, azurite: Azurite) -> None:
     tables_only = (
         f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={_key(azurite)};"
