@@ -119,8 +119,8 @@ def scaleout_table(messages: int) -> str:
         )
     return (
         table(
-            f"3b. Scale-out: worker processes sharing one Azurite, {messages} queue messages "
-            "(stand-in: 4 concurrent, 100 per 6 s per mailbox, 50 ms latency)",
+            f"3b. Scale-out: worker processes sharing one storage account (Azurite, a process per service), "
+            f"{messages} queue messages (stand-in: 4 concurrent, 100 per 6 s per mailbox, 50 ms latency)",
             [
                 "pacing",
                 "sends/s",

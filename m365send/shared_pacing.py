@@ -13,11 +13,13 @@ take the last request of a window or the last request in flight):
   counting by themselves.
 
 Storage round trips are what this costs, so a worker spends few: one thread per worker and
-mailbox at a time takes a "turn", counting every request its threads wait for (up to the room
-left) in one write and handing them out; a finished request is written off in the next turn's
-write, or on its own only when no turn is coming; and the entity as last written is the base of
-the next write (no read first, unless another instance wrote since: then the write fails on its
-ETag and the entity is read). One request at a time with room in the window costs two writes.
+mailbox at a time takes a "turn" (in the order they asked), counting every request its threads
+wait for (up to the room left) in one write and handing them out; a finished request is written
+off in the next turn's write, or on its own when no turn is coming or when, still listed in
+flight, it would leave others less concurrency than the window frees; and the entity as last
+written is the base of the next write (no read first, unless another instance wrote since: then
+the write fails on its ETag and the entity is read). One request at a time with room in the
+window costs two writes.
 
 If the limiter's storage is slow or down, the worker falls back to its own ``MailboxPacer`` (and
 Graph's 429/Retry-After handling) for ``FALLBACK_SECONDS``, and says so in a log line and the
