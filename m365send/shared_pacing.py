@@ -385,7 +385,7 @@ class SharedMailboxLimiter:
         """Wait ``wait`` seconds for the window, writing off this worker's requests as they finish where
         that matters: when, listed in flight, they would leave other instances less room for requests
         in flight than the window will have when it frees. Otherwise the next turn's write carries them."""
-        until = time.monotonic() + wait
+        until, frees = time.monotonic() + wait, self._clock() + wait
         weighed = 0  # finished requests found not worth a write (those before the wait are weighed at once)
         while (left := until - time.monotonic()) > 0:
             with self._lock:
@@ -393,7 +393,7 @@ class SharedMailboxLimiter:
                     return
                 seen, finished = pool.seen, set(pool.finished)
             now = self._clock()
-            if not self._holds_back_others(seen, now, now + until - time.monotonic()):
+            if not self._holds_back_others(seen, now, frees):
                 weighed = len(finished)
                 continue
             weighed = 0  # any that finished meanwhile are weighed against the entity as now written
