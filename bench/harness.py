@@ -15,7 +15,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["StorageRequests", "app_python", "measure", "run_worker", "standins", "table"]
+__all__ = ["FIRST_SENDS", "StorageRequests", "app_python", "measure", "run_worker", "standins", "table"]
+
+# A fresh process's first email, as tables 1d (wall time) and 1f (instructions) compare them: the row's
+# name, the bench.children mode, and whether the host's storage is configured.
+FIRST_SENDS = (
+    ("the interpreter alone", "start", False),
+    ("import azure.functions only", "import-functions", False),
+    ("floor: the mandated libraries alone", "first-send-floor", False),
+    ("floor with pydantic validating the message", "first-send-floor-validated", False),
+    ("msgraph-sdk", "first-send-sdk", False),
+    ("m365send, no storage settings", "first-send", False),
+    ("m365send, storage configured (shared pacing)", "first-send", True),
+    ("m365send, storage, with an Idempotency-Key", "first-send-keyed", True),
+)
 
 
 @contextmanager

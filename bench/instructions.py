@@ -20,19 +20,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.harness import app_python, standins, table
+from bench.harness import FIRST_SENDS, app_python, standins, table
 from standins.azurite import Azurite
-
-_CASES = (
-    ("the interpreter alone", "start", False),
-    ("import azure.functions only", "import-functions", False),
-    ("floor: the mandated libraries alone", "first-send-floor", False),
-    ("floor with pydantic validating the message", "first-send-floor-validated", False),
-    ("msgraph-sdk", "first-send-sdk", False),
-    ("m365send, no storage settings", "first-send", False),
-    ("m365send, storage configured (shared pacing)", "first-send", True),
-    ("m365send, storage, with an Idempotency-Key", "first-send-keyed", True),
-)
 
 
 def _count(mode: str, env: dict[str, str]) -> int:
@@ -62,13 +51,13 @@ def measure() -> dict[str, int]:
             _count("first-send-keyed", with_storage)  # creates the tables: every counted run finds them
             # Two at a time without storage; with it, one at a time: two first sends on one mailbox's
             # pacing entity would meet in its ETag and read it again, and the count would vary.
-            apart = [(name, mode) for name, mode, storage in _CASES if not storage]
+            apart = [(name, mode) for name, mode, storage in FIRST_SENDS if not storage]
             with ThreadPoolExecutor(2) as pool:
                 counts = dict(
                     zip([name for name, _ in apart], pool.map(lambda c: _count(c[1], base), apart), strict=True)
                 )
-            counts |= {name: _count(mode, with_storage) for name, mode, storage in _CASES if storage}
-            return {name: counts[name] for name, _, _ in _CASES}
+            counts |= {name: _count(mode, with_storage) for name, mode, storage in FIRST_SENDS if storage}
+            return {name: counts[name] for name, _, _ in FIRST_SENDS}
     finally:
         azurite.close()
 
